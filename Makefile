@@ -1,0 +1,36 @@
+# Galaxy — every target installs what it needs first (scripts/bootstrap.sh is idempotent).
+PY := .venv/bin/python
+PYTEST := $(PY) -m pytest
+
+.PHONY: bootstrap test test-fast test-slow bench lint demo demo-down clean
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+## The whole suite (real ZooKeeper, cgroups, loop disks, iptables inside test namespaces).
+test: bootstrap
+	$(PYTEST) -q -m "not slow"
+	$(PYTEST) -q -m slow || [ $$? -eq 5 ]  # 5 = no slow test collected
+
+## Only the unit tests that need no kernel features or ZooKeeper.
+test-fast: bootstrap
+	$(PYTEST) -q -m "not zk and not root and not netns and not slow"
+
+## The slow multi-host scenarios alone.
+test-slow: bootstrap
+	$(PYTEST) -q -m slow || [ $$? -eq 5 ]
+
+bench: bootstrap
+	$(PY) -m bench
+
+lint: bootstrap
+	$(PY) -m ruff check galaxy tests bench
+
+demo: bootstrap
+	$(PY) -m galaxy.demo up
+
+demo-down: bootstrap
+	$(PY) -m galaxy.demo down
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache
