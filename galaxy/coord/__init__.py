@@ -1,0 +1,39 @@
+"""Coordination through ZooKeeper: who leads, what the leader decided, where instances are.
+
+Layout (``Paths``)::
+
+    /galaxy/<cluster>/
+    ├── resman/election, appmaster/election   one sequential ephemeral node per replica (Election)
+    ├── resman/leader,   appmaster/leader     ephemeral JSON of the holder (publish_leader)
+    ├── state/<kind>/<key>                    CBOR records of the active leader (StateStore, fenced)
+    ├── naming/<job>/<pod>                    JSON instance records (Naming)
+    └── trace/<kind>/<key>                    per-object event rings
+
+Typical leader loop::
+
+    client = connect(hosts, session_timeout=4)
+    def serve(leadership):
+        publish_leader(client, paths, "resman", info, leadership=leadership)
+        store = StateStore(client, paths, leadership=leadership)   # writes fail once deposed
+        while not leadership.lost.is_set():
+            if leadership.wait_active(1.0):
+                ...                                                   # act as leader
+    Election(client, paths, "resman", identity).run(serve, stop)
+"""
+
+from __future__ import annotations
+
+from galaxy.coord._client import connect
+from galaxy.coord._election import Election
+from galaxy.coord._leader import LeaderInfo, publish_leader, read_leader, watch_leader
+from galaxy.coord._leadership import Leadership
+from galaxy.coord._naming import Naming
+from galaxy.coord._paths import ROLES, Paths
+from galaxy.coord._retry import retrying
+from galaxy.coord._state import Batch, StateStore
+from galaxy.coord._watch import WatchHandle
+
+__all__ = [
+    "Batch", "Election", "LeaderInfo", "Leadership", "Naming", "Paths", "ROLES", "StateStore", "WatchHandle",
+    "connect", "publish_leader", "read_leader", "retrying", "watch_leader",
+]

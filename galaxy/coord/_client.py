@@ -1,0 +1,70 @@
+"""Opening a ZooKeeper session the way every Galaxy process needs it.
+
+One started KazooClient per process is the norm (a session is the unit of liveness: the leader's
+lock, its leader record and its published instances all vanish together when it dies). A chroot in
+the connect string (``host:port/some/prefix``) is created if missing, so a fresh namespace works
+without a separate setup step.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NodeExistsError
+from kazoo.handlers.threading import KazooTimeoutError
+
+from galaxy.coord._retry import retry_call
+from galaxy.errors import InvalidInput, Unreachable
+
+
+def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0) -> KazooClient:
+    """A started KazooClient on ``hosts``, or galaxy.errors.Unreachable naming them after ``timeout`` s.
+
+    ``session_timeout`` is what the client asks for; the server clamps it to [2, 20] ticks. It is
+    also how long a dead leader keeps its lock, i.e. the failover time.
+    """
+    if not isinstance(hosts, str) or not hosts.strip():
+        raise InvalidInput("expected a ZooKeeper connect string like 'host:2181[,host:2181][/chroot]'",
+                           field="hosts")
+    if timeout <= 0:
+        raise InvalidInput("must be positive", field="timeout")
+    if session_timeout <= 0:
+        raise InvalidInput("must be positive", field="session_timeout")
+    client = KazooClient(hosts=hosts.strip(), timeout=session_timeout,
+                         connection_retry={"max_tries": -1, "max_delay": 1.0})
+    try:
+        with warnings.catch_warnings():
+            # kazoo warns about a missing chroot at start; it is created just below.
+            warnings.simplefilter("ignore", UserWarning)
+            client.start(timeout=timeout)
+    except KazooTimeoutError as err:
+        client.stop()
+        client.close()
+        raise Unreachable(f"cannot connect to ZooKeeper at {hosts} within {timeout:g} s") from err
+    try:
+        _ensure_chroot(client, timeout)
+    except BaseException:
+        client.stop()
+        client.close()
+        raise
+    return client
+
+
+def _ensure_chroot(client: KazooClient, deadline: float) -> None:
+    chroot = client.chroot
+    if not chroot or retry_call(lambda: client.exists("/"), deadline=deadline) is not None:
+        return
+    # Creating the chroot itself needs un-prefixed paths; the client is not shared yet, so switch
+    # its prefix off for these calls only.
+    client.chroot = ""
+    try:
+        prefix = ""
+        for part in chroot.strip("/").split("/"):
+            prefix += "/" + part
+            try:
+                retry_call(lambda p=prefix: client.create(p), deadline=deadline)  # type: ignore[misc]
+            except NodeExistsError:
+                pass
+    finally:
+        client.chroot = chroot

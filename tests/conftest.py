@@ -1,0 +1,63 @@
+"""Fixtures shared by every test package; each package adds its own conftest beside its tests."""
+
+# ---- ZooKeeper (galaxy.testing.zk): one real server per run, a fresh chroot per test ----------------
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember each phase's report on the item, so fixtures can tell a failed test at teardown."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"galaxy_report_{report.when}", report)
+
+
+@pytest.fixture(scope="session")
+def zk_server() -> Iterator[object]:
+    """A real ZooKeeper (tick 500 ms) for the whole run; stopped, and its temp dir removed, at the end."""
+    from galaxy.testing.zk import ZooKeeperServer
+
+    server = ZooKeeperServer(tick_ms=500).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def zk_hosts(zk_server: object, request: pytest.FixtureRequest) -> Iterator[str]:
+    """``127.0.0.1:PORT/galaxy-test-<id>``: a namespace of this test's own, removed afterwards.
+
+    If the test failed, the tail of the server's log is printed (pytest shows it with the failure).
+    """
+    from galaxy.coord import connect
+    from galaxy.testing.zk import delete_tree
+
+    chroot = f"/galaxy-test-{uuid.uuid4().hex[:12]}"
+    hosts: str = zk_server.hosts  # type: ignore[attr-defined]
+    yield hosts + chroot
+    report = getattr(request.node, "galaxy_report_call", None)
+    if report is not None and report.failed:
+        print("---- ZooKeeper log tail ----\n" + zk_server.log_text()[-4000:])  # type: ignore[attr-defined]
+    root = connect(hosts)
+    try:
+        delete_tree(root, chroot)
+    finally:
+        root.stop()
+        root.close()
+
+
+@pytest.fixture
+def zk_client(zk_hosts: str) -> Iterator[object]:
+    """A started KazooClient on this test's chroot (session timeout 4 s), stopped afterwards."""
+    from galaxy.coord import connect
+
+    client = connect(zk_hosts, session_timeout=4.0)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()
