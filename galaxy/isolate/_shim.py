@@ -1,0 +1,289 @@
+"""The per-container shim: run as ``python -I -S _shim.py <config>``, never imported by Galaxy.
+
+Why a separate process: the Agent is threaded (ZeroMQ, kazoo), so it must not fork-and-run-Python
+(``preexec_fn``); this fresh single-threaded interpreter may. Why it stays: someone must be the parent
+of the container's PID 1 to learn its exit status after the Agent died, so the shim daemonises (double
+fork, own session, no parent-death signal), waits for PID 1 and writes ``status.json``.
+
+Flow: fork (the launched process exits at once) → write ``shim.pid`` → ``unshare(CLONE_NEWPID)`` → fork
+PID 1 → PID 1 enters its cgroups *first* (before it can fork anything), unshares mount/uts/ipc, builds
+the root from the plan, ``pivot_root``s, drops to ``run_as`` if asked and execs the command. Setup errors
+come back to the shim on a close-on-exec pipe (EOF means the exec succeeded); the shim reports one line
+on stdout to the launcher (``ok <pid>`` or ``err <stage> <message>``) and then only waits.
+
+Only the standard library, and only cheap modules (no json, no signal): this runs once per container.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import marshal
+import os
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MNT_DETACH = 0x2
+
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+SYS_MOUNT_SETATTR = 442  # the same number on x86_64 and aarch64 (generic syscall table)
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+ENOSYS = 38
+
+SIGPIPE = 13
+SIGXFSZ = 25
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.signal.restype = ctypes.c_void_p
+_libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+
+
+class MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+class Failure(Exception):
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _b(path: str | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+           f"mount {source or fstype} on {target}")
+
+
+def set_attrs(target: str, attrs: int) -> None:
+    """Apply mount attributes to a bind and every mount below it (mount_setattr, kernel 5.12+)."""
+    attr = MountAttr(attr_set=attrs)
+    ret = _libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), _b(target),
+                        ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    if ret == 0:
+        return
+    if ctypes.get_errno() != ENOSYS:
+        _check(-1, f"mount_setattr {target}")
+    flags = MS_REMOUNT | MS_BIND  # older kernels: the top mount only
+    flags |= (MS_RDONLY if attrs & 0x1 else 0) | (MS_NOSUID if attrs & 0x2 else 0)
+    flags |= (MS_NODEV if attrs & 0x4 else 0) | (MS_NOEXEC if attrs & 0x8 else 0)
+    mount(None, target, None, flags, None)
+
+
+def safe_target(rootfs: str, target: str, is_dir: bool) -> None:
+    """Create ``target`` below ``rootfs`` refusing to follow any symlink on the way, so a link planted
+    in a writable dir (the work dir survives restarts) cannot redirect a mount onto the host."""
+    if target != rootfs and not target.startswith(rootfs + "/"):
+        raise OSError(1, f"mount target {target} is outside the rootfs")
+    path = rootfs
+    parts = [p for p in target[len(rootfs):].split("/") if p]
+    for i, part in enumerate(parts):
+        path = path + "/" + part
+        last = i == len(parts) - 1
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if last and not is_dir:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+            else:
+                os.mkdir(path, 0o755)
+            continue
+        if (st.st_mode & 0o170000) == 0o120000:
+            raise OSError(40, f"mount target {target} crosses a symlink at {path}")
+
+
+def run_plan(rootfs: str, plan: list) -> None:
+    for step in plan:
+        kind = step[0]
+        if kind == "tmpfs":
+            _, target, flags, options = step
+            safe_target(rootfs, target, True)
+            mount("tmpfs", target, "tmpfs", flags, options)
+        elif kind == "bind":
+            _, source, target, attrs, is_dir = step
+            safe_target(rootfs, target, is_dir)
+            mount(source, target, None, MS_BIND | MS_REC, None)
+            if attrs:
+                set_attrs(target, attrs)
+        elif kind == "symlink":
+            _, text, path = step
+            safe_target(rootfs, os.path.dirname(path), True)
+            os.symlink(text, path)
+        elif kind == "proc":
+            safe_target(rootfs, step[1], True)
+            mount("proc", step[1], "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        else:
+            raise OSError(22, f"unknown mount step {kind!r}")
+
+
+def pivot(rootfs: str) -> None:
+    """Make ``rootfs`` the root: pivot_root(".", ".") stacks the old root on top, then detach it."""
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        raise OSError(38, f"pivot_root: unknown architecture {os.uname().machine}")
+    os.chdir(rootfs)
+    _check(_libc.syscall(ctypes.c_long(number), b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", ctypes.c_int(MNT_DETACH)), "detach old root")
+    os.chdir("/")
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+
+
+def become_init(cfg: dict, console_fd: int) -> None:
+    """Runs as PID 1 of the new pid namespace; returns only by raising Failure."""
+    stage = "cgroup"
+    try:
+        for path in cfg["join_files"]:
+            with open(path, "w") as f:
+                f.write("0")
+        stage = "namespace"
+        _check(_libc.unshare(ctypes.c_int(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)), "unshare")
+        name = cfg["hostname"].encode()
+        _check(_libc.sethostname(name, ctypes.c_size_t(len(name))), "sethostname")
+        stage = "mount"
+        mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+        run_plan(cfg["rootfs"], cfg["plan"])
+        pivot(cfg["rootfs"])
+        os.chdir(cfg["cwd"])
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(console_fd, 1)
+        os.dup2(console_fd, 2)
+        stage = "user"
+        if cfg["run_as"] is not None:
+            uid, gid = cfg["run_as"]
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+        stage = "exec"
+        for signum in (SIGPIPE, SIGXFSZ):  # Python ignores these; the command must not inherit that
+            _libc.signal(signum, None)
+        argv = cfg["argv"]
+        os.execvpe(argv[0], argv, cfg["env"])
+    except OSError as err:
+        text = f"{err.strerror or err}" if stage != "exec" else f"cannot exec {cfg['argv'][0]!r}: {err.strerror}"
+        if stage != "exec" and err.filename:
+            text = f"{text}: {err.filename}"
+        raise Failure(stage, text) from err
+
+
+def start_time(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[19])
+
+
+def write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def oom_kills(path: str | None) -> int:
+    if not path:
+        return 0
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except OSError:
+        pass
+    return 0
+
+
+def report(line: str) -> None:
+    os.write(1, (line.replace("\n", " ") + "\n").encode())
+
+
+def supervise(cfg: dict) -> int:
+    files = cfg["files"]
+    os.setsid()
+    os.umask(0o022)
+    me = os.getpid()
+    write_atomic(files["shim_pid"], f"{me} {start_time(me)}\n")
+    console_fd = os.open(files["console"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    oom_before = oom_kills(cfg["oom_file"])
+    if _libc.unshare(ctypes.c_int(CLONE_NEWPID)) != 0:
+        report(f"err namespace unshare(CLONE_NEWPID): {os.strerror(ctypes.get_errno())}")
+        return 1
+    err_r, err_w = os.pipe()  # both close-on-exec: the exec itself closes err_w
+    child = os.fork()
+    if child == 0:
+        os.close(err_r)
+        try:
+            become_init(cfg, console_fd)
+        except Failure as failure:
+            os.write(err_w, f"{failure.stage} {failure}".encode()[:4000])
+        except BaseException as exc:  # noqa: BLE001 - anything else is still a setup failure to report
+            os.write(err_w, f"setup {type(exc).__name__}: {exc}".encode()[:4000])
+        os._exit(127)
+    os.close(err_w)
+    chunks = []
+    while True:
+        chunk = os.read(err_r, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(err_r)
+    if chunks:
+        os.waitpid(child, 0)
+        report("err " + b"".join(chunks).decode(errors="replace"))
+        return 1
+    write_atomic(files["init_pid"], f"{child} {start_time(child)}\n")
+    report(f"ok {child}")
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)  # the launcher sees EOF; an Agent that died no longer matters
+    _, status = os.waitpid(child, 0)
+    if os.WIFSIGNALED(status):
+        oom = "true" if oom_kills(cfg["oom_file"]) > oom_before else "false"
+        text = f'{{"signal": {os.WTERMSIG(status)}, "oom": {oom}}}\n'
+    else:
+        text = f'{{"exit_code": {os.WEXITSTATUS(status)}}}\n'
+    write_atomic(files["status"], text)
+    return 0
+
+
+def main(argv: list[str]) -> None:
+    with open(argv[1], "rb") as f:
+        cfg = marshal.load(f)
+    if os.fork() != 0:
+        os._exit(0)  # the launcher reaps this one; the shim below is nobody's child but init's
+    try:
+        os._exit(supervise(cfg))  # skip interpreter teardown: waiters watch for this exit
+    except BaseException as exc:  # noqa: BLE001 - the launcher must hear about any failure
+        try:
+            report(f"err shim {type(exc).__name__}: {exc}")
+        except OSError:
+            pass
+        raise
+
+
+if __name__ == "__main__":
+    main(sys.argv)
