@@ -1,0 +1,295 @@
+"""The Agent's containers: every kernel step of create, destroy and re-adoption in one place.
+
+Order matters for crash safety: resources are reserved in memory, then the record is written, then the
+kernel objects are made (disks, then cgroups + namespaces + process). Destroy runs the same steps
+backwards, each idempotent, so a half-made or half-destroyed container — found on restart by its
+record in state `creating` / `destroying` — is undone by the very same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from galaxy.agent.capacity import Ledger, host_capacity
+from galaxy.agent.store import ContainerRecord, ContainerStore, DiskRecord
+from galaxy.daemon.config import AgentSettings
+from galaxy.disk import DiskPool, DiskRequest, HostDisk, Placement, ensure_disk, image_path, release_disk
+from galaxy.errors import Conflict, GalaxyError, NotFound
+from galaxy.isolate import (
+    BindMount,
+    CgroupLimits,
+    ContainerProcess,
+    ContainerSpec,
+    adopt,
+    default_system_mounts,
+    destroy,
+    detect_cgroups,
+    launch,
+    resolve_user,
+)
+from galaxy.ports import PortTable
+from galaxy.protocol import ContainerRequest
+
+log = logging.getLogger(__name__)
+
+
+class ContainerManager:
+    def __init__(self, agent_id: str, state_dir: str, settings: AgentSettings,
+                 on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.agent_id = agent_id
+        self.settings = settings
+        self.root = Path(state_dir)
+        self.store = ContainerStore(state_dir)
+        self.driver = detect_cgroups(settings.cgroup_root, base=settings.cgroup_base)
+        self.ledger = Ledger(host_capacity(settings.reserved_cpu, settings.reserved_memory))
+        self.disks = DiskPool([HostDisk(d.path, d.medium, d.capacity) for d in settings.disks])
+        lo, hi = settings.port_range
+        self.ports = PortTable(agent_id, lo, hi, firewall=settings.firewall)
+        self.system_mounts = default_system_mounts()
+        self.on_change = on_change or (lambda _info: None)
+        self._records: dict[str, ContainerRecord] = {}
+        self._procs: dict[str, ContainerProcess] = {}
+        self._lock = threading.RLock()          # guards the two maps
+        self._busy: set[str] = set()            # ids with a create/destroy under way
+
+    # -- naming --------------------------------------------------------------------------------
+    def cgroup_name(self, container_id: str) -> str:
+        return f"galaxy-{self.agent_id}/{container_id}"
+
+    def container_dir(self, container_id: str) -> Path:
+        return self.root / "containers" / container_id
+
+    def spec_for(self, record: ContainerRecord) -> ContainerSpec:
+        req = record.parsed()
+        cdir = self.container_dir(req.id)
+        env = {"GALAXY_CONTAINER_ID": req.id, "GALAXY_GROUP": req.group, "GALAXY_AGENT": self.agent_id,
+               "GALAXY_CPU": f"{req.cpu:g}", "GALAXY_MEMORY": str(req.memory),
+               **{f"GALAXY_PORT_{name.upper().replace('-', '_')}": str(port)
+                  for name, port in record.ports.items()},
+               **req.env}
+        mounts = [BindMount(d.mount_point, d.path, False) for d in record.disks]
+        mounts += [BindMount(m.host, m.path, m.readonly) for m in req.mounts]
+        return ContainerSpec(
+            id=req.id, cgroup=self.cgroup_name(req.id),
+            limits=CgroupLimits(cpu_cores=req.cpu, cpu_excess=req.cpu_excess, memory_bytes=req.memory,
+                                pids_max=req.pids),
+            argv=list(req.argv), env=env, state_dir=str(cdir), work_dir=str(cdir / "work"),
+            mounts=mounts, system_mounts=self.system_mounts, run_as=(record.uid, record.gid),
+            hostname=req.id,
+        )
+
+    # -- start-up ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Make the firewall chain, then re-adopt what survived the last run and undo what was half-made."""
+        self.ports.ensure()
+        kept: list[ContainerRecord] = []
+        for record in self.store.load_all():
+            if record.state in ("creating", "destroying"):
+                log.warning("container %s was left %s by the last run: removing it", record.id, record.state)
+                self._teardown(record)
+            else:
+                kept.append(record)
+        # The records are the truth: the ports chain and the disk pool are made to match them at once.
+        self.ports.rebuild({r.id: list(r.ports.values()) for r in kept})
+        self.disks.rebuild([self._placement(r.id, d) for r in kept for d in r.disks])
+        for record in kept:
+            self._readopt(record)
+        self._remove_orphans()
+
+    def _readopt(self, record: ContainerRecord) -> None:
+        req = record.parsed()
+        self.ledger.adopt(req.id, req.cpu, req.memory)
+        for disk in record.disks:
+            ensure_disk(disk.image, disk.size, disk.mount_point,
+                        medium="tmpfs" if disk.image is None else "ext4", uid=record.uid, gid=record.gid)
+        if record.state == "running":
+            proc = adopt(self.spec_for(record), self.driver)
+            if proc is not None and proc.alive():
+                self._procs[req.id] = proc
+            else:
+                record.state = "exited"
+                record.exit = (proc.exit_status() if proc is not None else None) or {"lost": True}
+                self.store.save(record)
+        self._records[req.id] = record
+        log.info("re-adopted container %s (%s)", req.id, record.state)
+
+    def _placement(self, owner: str, disk: DiskRecord) -> Placement:
+        host_disk = next((HostDisk(d.path, d.medium, d.capacity) for d in self.settings.disks
+                          if d.path == disk.host_disk), None)
+        return Placement(owner, disk.index, host_disk, disk.medium, disk.size)
+
+    def _remove_orphans(self) -> None:
+        """Cgroups under this Agent's name that no record owns are a crash's leftovers."""
+        parent = f"galaxy-{self.agent_id}"
+        for name in self.driver.list(parent):
+            cid = name.rsplit("/", 1)[-1]
+            if cid not in self._records:
+                log.warning("removing orphan cgroup %s", name)
+                self.driver.release(name if "/" in name else f"{parent}/{name}")
+
+    # -- create / destroy ----------------------------------------------------------------------
+    def _claim(self, container_id: str) -> None:
+        with self._lock:
+            if container_id in self._busy:
+                raise Conflict(f"container {container_id} is being created or destroyed", field="id")
+            self._busy.add(container_id)
+
+    def create(self, req: ContainerRequest) -> dict[str, Any]:
+        self._claim(req.id)
+        try:
+            existing = self._records.get(req.id)
+            if existing is not None:
+                if existing.request == req.to_wire():
+                    return self.describe(req.id)  # a retried create: same answer, nothing doubled
+                raise Conflict(f"container {req.id} exists with another spec", field="id")
+            return self._create(req)
+        finally:
+            with self._lock:
+                self._busy.discard(req.id)
+
+    def _create(self, req: ContainerRequest) -> dict[str, Any]:
+        uid, gid = resolve_user(req.user)
+        self.ledger.reserve(req.id, req.cpu, req.memory)
+        record = ContainerRecord(request=req.to_wire(), uid=uid, gid=gid, created_at=time.time())
+        try:
+            placements = self.disks.reserve(req.id, [DiskRequest(d.medium, d.size) for d in req.disks])
+            fixed = [p.port for p in req.ports if p.port is not None]
+            dynamic = len(req.ports) - len(fixed)
+            given = self.ports.assign(req.id, dynamic, fixed)
+            free_dynamic = [p for p in given if p not in fixed]
+            record.ports = {p.name: (p.port if p.port is not None else free_dynamic.pop(0)) for p in req.ports}
+            cdir = self.container_dir(req.id)
+            for placement, ask in zip(placements, req.disks, strict=True):
+                image = None
+                if placement.host_disk is not None:
+                    image = image_path(placement.host_disk.path, self.agent_id, req.id, placement.index)
+                record.disks.append(DiskRecord(placement.index, ask.medium, ask.size, ask.path,
+                                               placement.host_disk.path if placement.host_disk else None,
+                                               image, str(cdir / "disks" / str(placement.index))))
+            self.store.save(record)  # from here on a crash leaves a `creating` record to undo
+            for disk in record.disks:
+                ensure_disk(disk.image, disk.size, disk.mount_point,
+                            medium="tmpfs" if disk.image is None else "ext4", uid=uid, gid=gid)
+            spec = self.spec_for(record)
+            Path(spec.work_dir).mkdir(parents=True, exist_ok=True)
+            proc = launch(spec, self.driver)
+        except BaseException:
+            self._teardown(record)
+            raise
+        record.state = "running"
+        self.store.save(record)
+        with self._lock:
+            self._records[req.id] = record
+            self._procs[req.id] = proc
+        info = self.describe(req.id)
+        self.on_change(info)
+        return info
+
+    def destroy(self, container_id: str) -> bool:
+        """True when something was destroyed, False when there was nothing (idempotent)."""
+        self._claim(container_id)
+        try:
+            record = self._records.get(container_id)
+            if record is None:
+                return False
+            record.state = "destroying"
+            self.store.save(record)
+            self._teardown(record)
+            with self._lock:
+                self._records.pop(container_id, None)
+                self._procs.pop(container_id, None)
+        finally:
+            with self._lock:
+                self._busy.discard(container_id)
+        self.on_change({"id": container_id, "state": "destroyed", "group": record.request.get("group")})
+        return True
+
+    def _teardown(self, record: ContainerRecord) -> None:
+        """Undo every step of a container, whatever state it reached; each step is idempotent."""
+        errors: list[str] = []
+        try:
+            destroy(self.spec_for(record), self.driver)
+        except GalaxyError as err:
+            errors.append(str(err))
+        for disk in record.disks:
+            try:
+                release_disk(disk.image, disk.mount_point)
+            except GalaxyError as err:
+                errors.append(str(err))
+        self.ports.release(record.id)
+        self.disks.free(record.id)
+        self.ledger.release(record.id)
+        shutil.rmtree(self.container_dir(record.id), ignore_errors=True)
+        if errors:  # keep the record so the next start tries again, and say why
+            log.error("container %s not fully removed: %s", record.id, "; ".join(errors))
+            record.state = "destroying"
+            self.store.save(record)
+            raise GalaxyError(f"container {record.id} not fully removed: {'; '.join(errors)}")
+        self.store.delete(record.id)
+
+    def destroy_all(self) -> None:
+        for cid in list(self._records):
+            self.destroy(cid)
+
+    # -- observing -----------------------------------------------------------------------------
+    def poll(self) -> list[dict[str, Any]]:
+        """Notice containers whose PID 1 ended; returns (and reports) their new state."""
+        changed = []
+        with self._lock:
+            running = [(cid, p) for cid, p in self._procs.items() if self._records[cid].state == "running"]
+        for cid, proc in running:
+            if proc.alive():
+                continue
+            record = self._records[cid]
+            record.state = "exited"
+            record.exit = proc.exit_status() or {"lost": True}
+            self.store.save(record)
+            info = self.describe(cid)
+            changed.append(info)
+            self.on_change(info)
+        return changed
+
+    def describe(self, container_id: str, *, usage: bool = False) -> dict[str, Any]:
+        record = self._records.get(container_id)
+        if record is None:
+            raise NotFound(f"no container {container_id} on agent {self.agent_id}", field="id")
+        req = record.request
+        info: dict[str, Any] = {
+            "id": record.id, "group": req["group"], "state": record.state, "cpu": req["cpu"],
+            "memory": req["memory"], "ports": dict(record.ports), "exit": record.exit,
+            "disks": [{"medium": d.medium, "size": d.size, "path": d.path} for d in record.disks],
+            "created_at": record.created_at,
+        }
+        proc = self._procs.get(container_id)
+        if proc is not None:
+            info["pid"] = proc.pid
+        if usage and record.state == "running":
+            try:
+                u = self.driver.usage(self.cgroup_name(container_id))
+                info["usage"] = {"cpu_seconds": u.cpu_seconds, "memory": u.memory_bytes, "oom_kills": u.oom_kills}
+            except GalaxyError:
+                info["usage"] = None
+        return info
+
+    def list(self, *, usage: bool = False) -> list[dict[str, Any]]:
+        return [self.describe(cid, usage=usage) for cid in sorted(self._records)]
+
+    def resources(self) -> dict[str, Any]:
+        free = self.ledger.free()
+        cap = self.ledger.capacity
+        return {
+            "capacity": {"cpu": cap.cpu, "memory": cap.memory},
+            "free": {"cpu": free.cpu, "memory": free.memory, "disks": self.disks.free_bytes(),
+                     "ports": self.ports.free_count()},
+            "containers": self.list(usage=True),
+        }
+
+    def close(self) -> None:
+        """Stop managing; running containers stay up for the next Agent to re-adopt."""
+        self.ports.close(remove_rules=False)

@@ -1,0 +1,84 @@
+"""The Agent's durable record of its containers: one JSON file per container in its state directory.
+
+Written before each kernel step it describes (a record in state `creating` exists before the first
+cgroup or disk does), so an Agent that dies half-way finds, on restart, exactly what it may have
+left behind and can finish or undo it. Writes are atomic (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from galaxy.protocol import ContainerRequest
+
+
+@dataclass
+class DiskRecord:
+    index: int
+    medium: str
+    size: int
+    path: str                 # inside the container
+    host_disk: str | None     # the configured host disk (None for tmpfs)
+    image: str | None         # the image file (None for tmpfs)
+    mount_point: str          # where it is mounted on the host
+
+
+@dataclass
+class ContainerRecord:
+    request: dict[str, Any]
+    state: str = "creating"
+    ports: dict[str, int] = field(default_factory=dict)
+    disks: list[DiskRecord] = field(default_factory=list)
+    uid: int = 65534
+    gid: int = 65534
+    created_at: float = 0.0
+    exit: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.request["id"])
+
+    def parsed(self) -> ContainerRequest:
+        return ContainerRequest.from_wire(self.request)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerRecord:
+        disks = [DiskRecord(**d) for d in data.get("disks", [])]
+        return cls(**{**data, "disks": disks})
+
+
+class ContainerStore:
+    def __init__(self, state_dir: str) -> None:
+        self.dir = Path(state_dir) / "records"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, container_id: str) -> Path:
+        return self.dir / f"{container_id}.json"
+
+    def save(self, record: ContainerRecord) -> None:
+        final = self._path(record.id)
+        tmp = final.with_suffix(".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(record.to_json(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+
+    def delete(self, container_id: str) -> None:
+        self._path(container_id).unlink(missing_ok=True)
+
+    def load_all(self) -> list[ContainerRecord]:
+        records = []
+        for path in sorted(self.dir.glob("*.json")):
+            try:
+                records.append(ContainerRecord.from_json(json.loads(path.read_text())))
+            except (ValueError, TypeError, KeyError):
+                path.rename(path.with_suffix(".corrupt"))  # keep it for a human, never crash on it
+        return records

@@ -1,0 +1,161 @@
+"""The Agent's containers on the real kernel: cgroups, namespaces, loop disks, ports in a test host."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from galaxy.agent.containers import ContainerManager
+from galaxy.errors import Conflict, InvalidInput, ResourceUnavailable
+from galaxy.isolate import IsolateError
+from galaxy.protocol import ContainerRequest
+from galaxy.testing.netns import TestNetwork, wait_until
+from tests.agent.conftest import settings_for
+
+pytestmark = [pytest.mark.root, pytest.mark.netns]
+
+SERVE = 'cd /data && echo hello > hello.txt && exec python3 -m http.server "$GALAXY_PORT_HTTP" --bind 0.0.0.0'
+
+
+def request(cid: str, argv: list[str] | None = None, **extra: Any) -> ContainerRequest:
+    body: dict[str, Any] = {
+        "id": cid, "group": "web", "cpu": 0.5, "memory": 128 << 20, "user": "nobody",
+        "argv": argv or ["sh", "-c", SERVE],
+        "disks": [{"medium": "ssd", "size": 32 << 20, "path": "/data"}],
+        "ports": [{"name": "http"}],
+    }
+    body.update(extra)
+    return ContainerRequest.from_wire(body)
+
+
+def leftovers(mgr: ContainerManager, cid: str) -> list[str]:
+    """Everything a container could leave on the host, described; empty when clean."""
+    found = []
+    if mgr.driver.exists(mgr.cgroup_name(cid)):
+        found.append(f"cgroup {mgr.cgroup_name(cid)}")
+    cdir = str(mgr.container_dir(cid))
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if cdir in line:
+            found.append(f"mount {line.split()[4]}")
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    found += [f"loop {ln}" for ln in loops.splitlines() if f"/{cid}/" in ln]
+    rules = subprocess.run(["iptables-legacy-save"], capture_output=True, text=True).stdout
+    found += [f"rule {ln}" for ln in rules.splitlines() if f"galaxy:{cid}" in ln]
+    if (mgr.store.dir / f"{cid}.json").exists():
+        found.append("record")
+    return found
+
+
+def test_create_serves_on_its_port_and_destroy_leaves_nothing(manager: ContainerManager,
+                                                              net: TestNetwork) -> None:
+    info = manager.create(request("web-0"))
+    assert info["state"] == "running"
+    port = info["ports"]["http"]
+    assert 21000 <= port <= 21049
+    other = net.host(2)
+    wait_until(lambda: other.tcp_probe(net.host(1).address, port, timeout=0.5) == "open", timeout=30,
+               what=f"the service to answer on {port}")
+    # the same container id asked again (a retried create) is the same container, not a second one
+    assert manager.create(request("web-0"))["pid"] == info["pid"]
+    usage = manager.describe("web-0", usage=True)["usage"]
+    assert usage["memory"] > 0
+    assert manager.destroy("web-0") is True
+    assert leftovers(manager, "web-0") == []
+    assert other.tcp_probe(net.host(1).address, port) != "open"
+    assert manager.destroy("web-0") is False
+
+
+def test_exit_is_noticed_with_its_code(manager: ContainerManager) -> None:
+    manager.create(request("batch-0", ["sh", "-c", "exit 3"], disks=[], ports=[]))
+    exited = wait_until(lambda: [c for c in manager.poll() if c["id"] == "batch-0"], timeout=20,
+                        what="container exit")
+    assert exited[0]["state"] == "exited" and exited[0]["exit"]["exit_code"] == 3
+
+
+def test_restart_readopts_running_containers(manager: ContainerManager, agent_dirs: dict[str, str],
+                                             agent_id: str) -> None:
+    first = manager.create(request("web-1"))
+    manager.ports.close(remove_rules=False)  # the Agent dies; its containers and rules stay
+    again = ContainerManager(agent_id, agent_dirs["state"], settings_for(agent_dirs))
+    again.start()
+    info = again.describe("web-1")
+    assert info["state"] == "running" and info["pid"] == first["pid"]
+    assert again.ports.held() == {first["ports"]["http"]: "web-1"}
+    assert again.disks.free_bytes()["ssd"] == manager.disks.free_bytes()["ssd"]
+    with pytest.raises(ResourceUnavailable):  # its port is still its own
+        again.create(request("web-2", ports=[{"name": "http", "port": first["ports"]["http"]}]))
+    manager._records.clear()  # the old incarnation is gone; the fixture tears down through the new one
+    try:
+        assert again.destroy("web-1")
+        assert leftovers(again, "web-1") == []
+    finally:
+        again.destroy_all()
+
+
+def test_half_made_container_is_removed_on_start(manager: ContainerManager, agent_dirs: dict[str, str],
+                                                 agent_id: str) -> None:
+    manager.create(request("web-3"))
+    record = manager._records["web-3"]
+    record.state = "creating"  # as if the Agent died between its record and the end of the launch
+    manager.store.save(record)
+    manager.ports.close(remove_rules=False)
+    manager._records.clear()
+    again = ContainerManager(agent_id, agent_dirs["state"], settings_for(agent_dirs))
+    again.start()
+    assert again.list() == []
+    assert leftovers(again, "web-3") == []
+    assert again.ports.held() == {}
+
+
+@pytest.mark.parametrize(("overrides", "error", "field"), [
+    ({"user": "no-such-user-galaxy"}, InvalidInput, "user"),
+    ({"disks": [{"medium": "ssd", "size": 1 << 30, "path": "/data"}]}, ResourceUnavailable, None),
+    ({"disks": [{"medium": "nvme", "size": 32 << 20, "path": "/data"}]}, ResourceUnavailable, None),
+    ({"cpu": 1000.0}, ResourceUnavailable, "cpu"),
+    ({"argv": ["/no/such/binary"]}, IsolateError, None),
+])
+def test_a_request_that_cannot_be_met_leaves_nothing(manager: ContainerManager, overrides: dict[str, Any],
+                                                     error: type[Exception], field: str | None) -> None:
+    free_before = manager.resources()["free"]
+    with pytest.raises(error) as err:
+        manager.create(request("bad-0", **overrides))
+    if field:
+        assert getattr(err.value, "field", None) == field
+    assert manager.list() == []
+    assert leftovers(manager, "bad-0") == []
+    assert manager.resources()["free"] == free_before
+
+
+def test_a_port_held_by_one_container_is_refused_to_another(manager: ContainerManager) -> None:
+    held = manager.create(request("web-4"))["ports"]["http"]
+    free_before = manager.resources()["free"]
+    with pytest.raises(ResourceUnavailable, match=str(held)):
+        manager.create(request("web-5", ports=[{"name": "http", "port": held}]))
+    assert [c["id"] for c in manager.list()] == ["web-4"]
+    assert leftovers(manager, "web-5") == []
+    assert manager.resources()["free"] == free_before
+
+
+def test_same_id_with_another_spec_is_a_conflict(manager: ContainerManager) -> None:
+    manager.create(request("web-6"))
+    with pytest.raises(Conflict):
+        manager.create(request("web-6", cpu=0.25))
+
+
+def test_disk_quota_inside_the_container(manager: ContainerManager) -> None:
+    script = ("dd if=/dev/zero of=/data/fill bs=1M count=64 2>/data/dd.err; echo $? > /data/rc; "
+              "exec sleep 60")
+    manager.create(request("fill-0", ["sh", "-c", script], ports=[]))
+    record = manager._records["fill-0"]
+    mount_point = record.disks[0].mount_point
+    rc_file = Path(mount_point) / "rc"
+    # the Agent's view of the disk is its host mount point; read the writer's result there
+    wait_until(lambda: rc_file.exists() and rc_file.read_text().strip(), timeout=30, what="dd to finish")
+    assert rc_file.read_text().strip() != "0"
+    assert "No space left" in (Path(mount_point) / "dd.err").read_text()
+    image = record.disks[0].image
+    assert image is not None and os.stat(image).st_blocks * 512 <= 32 << 20
