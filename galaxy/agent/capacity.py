@@ -7,6 +7,7 @@ Agent never promises the cores and memory its own host needs.
 
 from __future__ import annotations
 
+import socket
 import threading
 from dataclasses import dataclass
 
@@ -19,6 +20,17 @@ from galaxy.errors import ResourceUnavailable
 class Capacity:
     cpu: float
     memory: int
+
+
+def host_address(configured: str = "") -> str:
+    """The address other hosts reach this one by: the configured one, else the first non-loopback IPv4."""
+    if configured:
+        return configured
+    for _name, addrs in sorted(psutil.net_if_addrs().items()):
+        for addr in addrs:
+            if addr.family == socket.AF_INET and not addr.address.startswith("127."):
+                return str(addr.address)
+    return "127.0.0.1"
 
 
 def host_capacity(reserved_cpu: float, reserved_memory: int) -> Capacity:

@@ -9,6 +9,7 @@ record in state `creating` / `destroying` — is undone by the very same code.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -16,11 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from galaxy.agent.capacity import Ledger, host_capacity
+from galaxy.agent.capacity import Ledger, host_address, host_capacity
+from galaxy.agent.logs import read_log
 from galaxy.agent.store import ContainerRecord, ContainerStore, DiskRecord
 from galaxy.daemon.config import AgentSettings
 from galaxy.disk import DiskPool, DiskRequest, HostDisk, Placement, ensure_disk, image_path, release_disk
-from galaxy.errors import Conflict, GalaxyError, NotFound
+from galaxy.errors import Conflict, GalaxyError, InvalidInput, NotFound
 from galaxy.isolate import (
     BindMount,
     CgroupLimits,
@@ -47,6 +49,7 @@ class ContainerManager:
         self.root = Path(state_dir)
         self.store = ContainerStore(state_dir)
         self.driver = detect_cgroups(settings.cgroup_root, base=settings.cgroup_base)
+        self.address = host_address(settings.address)
         self.ledger = Ledger(host_capacity(settings.reserved_cpu, settings.reserved_memory))
         self.disks = DiskPool([HostDisk(d.path, d.medium, d.capacity) for d in settings.disks])
         lo, hi = settings.port_range
@@ -69,6 +72,8 @@ class ContainerManager:
         req = record.parsed()
         cdir = self.container_dir(req.id)
         env = {"GALAXY_CONTAINER_ID": req.id, "GALAXY_GROUP": req.group, "GALAXY_AGENT": self.agent_id,
+               "GALAXY_HOST_ADDRESS": self.address,
+               "GALAXY_USER": req.user, "GALAXY_UID": str(record.uid), "GALAXY_GID": str(record.gid),
                "GALAXY_CPU": f"{req.cpu:g}", "GALAXY_MEMORY": str(req.memory),
                **{f"GALAXY_PORT_{name.upper().replace('-', '_')}": str(port)
                   for name, port in record.ports.items()},
@@ -80,7 +85,8 @@ class ContainerManager:
             limits=CgroupLimits(cpu_cores=req.cpu, cpu_excess=req.cpu_excess, memory_bytes=req.memory,
                                 pids_max=req.pids),
             argv=list(req.argv), env=env, state_dir=str(cdir), work_dir=str(cdir / "work"),
-            mounts=mounts, system_mounts=self.system_mounts, run_as=(record.uid, record.gid),
+            mounts=mounts, system_mounts=self.system_mounts,
+            run_as=None if req.init_as_root else (record.uid, record.gid),
             hostname=req.id,
         )
 
@@ -178,6 +184,7 @@ class ContainerManager:
                             medium="tmpfs" if disk.image is None else "ext4", uid=uid, gid=gid)
             spec = self.spec_for(record)
             Path(spec.work_dir).mkdir(parents=True, exist_ok=True)
+            os.chown(spec.work_dir, uid, gid)  # the service writes its deploy and logs there
             proc = launch(spec, self.driver)
         except BaseException:
             self._teardown(record)
@@ -276,6 +283,22 @@ class ContainerManager:
             except GalaxyError:
                 info["usage"] = None
         return info
+
+    def logs(self, container_id: str, stream: str = "stdout", tail: int = 100,
+             offset: int | None = None) -> dict[str, Any]:
+        """Read a container's log: the last `tail` lines, or what follows `offset` (for --follow).
+
+        `stdout`/`stderr` are the files the AppWorker writes for the service (work/log/<stream>.log);
+        `console` is PID 1's own output. Readable until the container is destroyed, also after it exited.
+        """
+        if container_id not in self._records:
+            raise NotFound(f"no container {container_id} on agent {self.agent_id}", field="container")
+        cdir = self.container_dir(container_id)
+        files = {"stdout": cdir / "work" / "log" / "stdout.log", "stderr": cdir / "work" / "log" / "stderr.log",
+                 "console": cdir / "console.log"}
+        if stream not in files:
+            raise InvalidInput("expected stdout, stderr or console", field="stream")
+        return read_log(files[stream], tail=tail, offset=offset)
 
     def list(self, *, usage: bool = False) -> list[dict[str, Any]]:
         return [self.describe(cid, usage=usage) for cid in sorted(self._records)]

@@ -376,11 +376,35 @@ class TestNetwork:
         if problems:
             raise HostError("test network teardown incomplete: " + "; ".join(problems))
 
+    def detach(self) -> list[str]:
+        """Leave the network up after this process exits (``make demo``); returns its namespaces.
+
+        Nothing is ended or deleted at exit any more; the caller records the names and deletes them
+        later with :func:`delete_namespaces`.
+        """
+        with self._lock:
+            self._closed = True
+        _open_networks.discard(self)
+        for host in self.hosts:
+            host._procs.clear()
+        return list(self._made)
+
     def _add_namespace(self, name: str) -> None:
         if netns_exists(name):
             raise HostError(f"network namespace {name} exists already (name clash or a leak)")
         _ip("netns", "add", name)
         self._made.append(name)
+
+
+def delete_namespaces(names: Sequence[str]) -> list[str]:
+    """Delete namespaces by name (switch last), e.g. those a detached network left; returns problems."""
+    problems = []
+    for name in sorted(names, key=lambda n: n.endswith("-sw")):
+        if netns_exists(name):
+            done = _ip("netns", "delete", name, check=False)
+            if done.returncode != 0:
+                problems.append(f"delete {name}: {done.stderr.strip()}")
+    return problems
 
 
 @atexit.register
@@ -427,6 +451,7 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05, wh
 
 
 __all__ = [
+    "delete_namespaces",
     "TestNetwork", "TestHost", "in_netns", "netns_exists", "netns_path", "unique_prefix", "sweep_orphans",
     "netns_problem", "require_netns", "wait_until", "SUBNET",
 ]

@@ -119,19 +119,21 @@ def delete_tree(client: Any, path: str, chunk: int = 1000) -> int:
 
 
 class ZooKeeperServer:
-    """One standalone ZooKeeper on 127.0.0.1, owned by this process.
+    """One standalone ZooKeeper (on 127.0.0.1 unless ``address`` names another local address), owned
+    by this process.
 
     ``tick_ms`` bounds session timeouts to [2, 20] ticks and sets how quickly an expired session is
     noticed, so tests use a short tick (500 ms) to make takeover fast.
     """
 
     def __init__(self, *, tick_ms: int = 500, data_dir: str | os.PathLike[str] | None = None,
-                 port: int = 0, max_session_timeout_ms: int = 60_000) -> None:
+                 port: int = 0, max_session_timeout_ms: int = 60_000, address: str = "127.0.0.1") -> None:
         if tick_ms <= 0:
             raise GalaxyError("tick_ms must be positive", field="tick_ms")
         self.tick_ms = tick_ms
         self.max_session_timeout_ms = max(max_session_timeout_ms, 20 * tick_ms)
         self._requested_port = port
+        self.address = address
         self._own_dir = data_dir is None
         self._base = Path(data_dir) if data_dir is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -142,10 +144,10 @@ class ZooKeeperServer:
     # ---- lifecycle -------------------------------------------------------------------------------
     @property
     def hosts(self) -> str:
-        """The connect string, ``"127.0.0.1:PORT"``."""
+        """The connect string, ``"ADDRESS:PORT"``."""
         if not self.port:
             raise GalaxyError("ZooKeeper server is not started")
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -165,7 +167,7 @@ class ZooKeeperServer:
             self._base.mkdir(parents=True, exist_ok=True)
             deadline = time.monotonic() + timeout
             for attempt in range(_START_ATTEMPTS):
-                port = self._requested_port or free_port()
+                port = self._requested_port or free_port(self.address)
                 self._launch(port)
                 if self._wait_ready(port, deadline):
                     self.port = port
@@ -205,7 +207,7 @@ class ZooKeeperServer:
             return ""
 
     def four_letter_word(self, word: str) -> str:
-        return four_letter_word("127.0.0.1", self.port, word)
+        return four_letter_word(self.address, self.port, word)
 
     # ---- fault injection -------------------------------------------------------------------------
     def expire_session(self, client: Any, timeout: float = 10.0) -> None:
@@ -264,7 +266,7 @@ class ZooKeeperServer:
             f"tickTime={self.tick_ms}",
             f"dataDir={data}",
             f"clientPort={port}",
-            "clientPortAddress=127.0.0.1",
+            f"clientPortAddress={self.address}",
             f"minSessionTimeout={2 * self.tick_ms}",
             f"maxSessionTimeout={self.max_session_timeout_ms}",
             "maxClientCnxns=0",
@@ -296,8 +298,8 @@ class ZooKeeperServer:
                 return False
             try:
                 # `ruok` answers before the server serves; `srvr` names the mode only once it does.
-                if (four_letter_word("127.0.0.1", port, "ruok", timeout=1.0) == "imok"
-                        and "Mode:" in four_letter_word("127.0.0.1", port, "srvr", timeout=1.0)):
+                if (four_letter_word(self.address, port, "ruok", timeout=1.0) == "imok"
+                        and "Mode:" in four_letter_word(self.address, port, "srvr", timeout=1.0)):
                     return True
             except OSError:
                 pass

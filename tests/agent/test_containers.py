@@ -159,3 +159,15 @@ def test_disk_quota_inside_the_container(manager: ContainerManager) -> None:
     assert "No space left" in (Path(mount_point) / "dd.err").read_text()
     image = record.disks[0].image
     assert image is not None and os.stat(image).st_blocks * 512 <= 32 << 20
+
+
+def test_logs_tail_and_follow_after_exit(manager: ContainerManager) -> None:
+    script = "mkdir -p /galaxy/work/log; for i in 1 2 3 4 5; do echo line$i; done > /galaxy/work/log/stdout.log"
+    manager.create(request("log-0", ["sh", "-c", script], disks=[], ports=[]))
+    wait_until(lambda: [c for c in manager.poll() if c["id"] == "log-0"], timeout=20, what="exit")
+    tail = manager.logs("log-0", "stdout", tail=2)
+    assert tail["data"] == "line4\nline5\n"
+    assert manager.logs("log-0", "stdout", offset=tail["offset"])["data"] == ""
+    assert manager.logs("log-0", "stdout", offset=0)["data"].startswith("line1\n")
+    with pytest.raises(InvalidInput):
+        manager.logs("log-0", "syslog")

@@ -1,0 +1,145 @@
+"""The Agent daemon: follows the ResMan leader through ZooKeeper and serves it over one DEALER.
+
+The Agent dials ResMan (never the other way round), with its id as the DEALER identity, so ResMan
+reaches every host through the single ROUTER it already has. On every (re)connection — a new leader,
+or the same one back — the Agent registers again with its host facts and containers, which is how a
+new leader learns what exists without restarting anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from galaxy.agent.containers import ContainerManager
+from galaxy.coord import LeaderInfo, Paths, connect, watch_leader
+from galaxy.daemon.config import DaemonConfig
+from galaxy.daemon.keys import TrustedKeys
+from galaxy.errors import GalaxyError, InvalidInput
+from galaxy.mesh import Client, Keypair, Request
+from galaxy.protocol import AgentMethods, ContainerRequest, ResManMethods
+
+log = logging.getLogger(__name__)
+
+
+class AgentDaemon:
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.paths = Paths(config.cluster)
+        self.keypair = Keypair.load(config.key)
+        self.trusted = TrustedKeys(config.trusted_keys)
+        self.manager = ContainerManager(config.id, config.state_dir, config.agent, on_change=self._report)
+        self.stop_event = threading.Event()
+        self._client: Client | None = None
+        self._leader: LeaderInfo | None = None
+        self._lock = threading.Lock()
+
+    # -- mesh ----------------------------------------------------------------------------------
+    def _make_client(self, leader: LeaderInfo) -> Client:
+        client = Client(leader.endpoint, leader.public_key, self.keypair, self.config.id,
+                        heartbeat_interval=self.config.heartbeat_interval, name="agent")
+        client.route(AgentMethods.RESOURCES, self._resources, blocking=True)
+        client.route(AgentMethods.LIST, lambda req: self.manager.list(usage=True), blocking=True)
+        client.route(AgentMethods.CREATE, self._create, blocking=True)
+        client.route(AgentMethods.DESTROY, self._destroy, blocking=True)
+        client.route(AgentMethods.LOGS, self._logs, blocking=True)
+        client.on_server_joined(self._register_soon)
+        return client.start()
+
+    def _on_leader(self, leader: LeaderInfo | None) -> None:
+        """Watch callback: must not block, so the dial and registration go to a thread."""
+        if leader is None:
+            return
+        if leader.public_key not in self.trusted.keyring:
+            log.error("leader %s has a key we do not trust; not connecting", leader.identity)
+            return
+        with self._lock:
+            if self._leader == leader:
+                return
+            self._leader = leader
+            if self._client is None:
+                self._client = self._make_client(leader)
+            else:
+                self._client.connect_to(leader.endpoint, leader.public_key)
+        log.info("ResMan leader is %s at %s", leader.identity, leader.endpoint)
+        self._register_soon()
+
+    def _register_soon(self) -> None:
+        threading.Thread(target=self._register, name="agent-register", daemon=True).start()
+
+    def facts(self) -> dict[str, Any]:
+        s = self.config.agent
+        return {"id": self.config.id, "pool": s.pool, "labels": list(s.labels),
+                "address": self.manager.address,
+                "port_range": list(s.port_range),
+                "disks": [{"path": d.path, "medium": d.medium, "capacity": d.capacity} for d in s.disks],
+                **self.manager.resources()}
+
+    def _register(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            client.call(ResManMethods.REGISTER, self.facts(), timeout=5.0)
+            log.info("registered with ResMan")
+        except GalaxyError as err:
+            log.warning("registration with ResMan failed (%s); will retry on the next connection", err)
+
+    def _report(self, info: dict[str, Any]) -> None:
+        client = self._client
+        if client is not None:
+            client.send_event(ResManMethods.CONTAINER_STATE, info)
+
+    # -- handlers ------------------------------------------------------------------------------
+    def _resources(self, req: Request) -> dict[str, Any]:
+        return self.manager.resources()
+
+    def _create(self, req: Request) -> dict[str, Any]:
+        return self.manager.create(ContainerRequest.from_wire(req.body))
+
+    def _destroy(self, req: Request) -> dict[str, Any]:
+        body = req.body if isinstance(req.body, dict) else {}
+        cid = body.get("id")
+        if not isinstance(cid, str):
+            raise InvalidInput("expected a container id", field="id")
+        return {"id": cid, "destroyed": self.manager.destroy(cid)}
+
+    def _logs(self, req: Request) -> dict[str, Any]:
+        body = req.body if isinstance(req.body, dict) else {}
+        cid = body.get("container", body.get("id"))
+        if not isinstance(cid, str):
+            raise InvalidInput("expected a container id", field="container")
+        return self.manager.logs(cid, str(body.get("stream", "stdout")), body.get("tail", 100),
+                                 body.get("offset"))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def run(self) -> None:
+        self.manager.start()
+        zk = connect(self.config.zookeeper, session_timeout=self.config.session_timeout)
+        watch = watch_leader(zk, self.paths, "resman", self._on_leader)
+        try:
+            while not self.stop_event.wait(1.0):
+                try:
+                    self.manager.poll()
+                except GalaxyError:
+                    log.exception("polling containers failed")
+        finally:
+            watch.cancel()
+            if self._client is not None:
+                self._client.close()
+            self.manager.close()
+            zk.stop()
+            zk.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+def run_agent(config: DaemonConfig) -> None:
+    daemon = AgentDaemon(config)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
+    signal.signal(signal.SIGINT, lambda *_: daemon.stop())
+    signal.signal(signal.SIGHUP, lambda *_: daemon.trusted.reload())
+    daemon.run()

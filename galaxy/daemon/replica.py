@@ -1,0 +1,117 @@
+"""The replicated-leader loop shared by ResMan and AppMaster.
+
+Every replica campaigns in ZooKeeper; only the holder binds its mesh endpoint, publishes the leader
+record (endpoint + public key) and serves. Standbys hold nothing but a place in the election queue, so a
+failover costs one session timeout plus the new leader's rebuild from `state/`. The moment the session
+is lost the leader stops serving (the mesh server is closed before anything else can happen), and every
+state write it makes is fenced on its lock node, so a deposed leader cannot write either.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from kazoo.client import KazooClient
+
+from galaxy.coord import Election, LeaderInfo, Leadership, Paths, connect, publish_leader
+from galaxy.daemon.config import DaemonConfig
+from galaxy.daemon.keys import TrustedKeys
+from galaxy.mesh import Keypair, KeyRing, Request, Server
+
+log = logging.getLogger(__name__)
+
+
+class RoleService:
+    """What a role (ResMan, AppMaster) plugs into the loop; the base serves only `status`."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+
+    def on_leading(self, leadership: Leadership, server: Server, zk: KazooClient) -> None:
+        """Rebuild from state and register routes on `server`; called before the server starts."""
+
+    def on_demoted(self) -> None:
+        """Drop every in-memory leader state; called after the server stopped."""
+
+
+class ReplicatedDaemon:
+    def __init__(self, config: DaemonConfig, service: RoleService) -> None:
+        self.config = config
+        self.service = service
+        self.paths = Paths(config.cluster)
+        self.keypair = Keypair.load(config.key)
+        self.trusted = TrustedKeys(config.trusted_keys)
+        self.keyring: KeyRing = self.trusted.keyring
+        self.stop_event = threading.Event()
+        self.leading_since: float | None = None
+        self._zk: KazooClient | None = None
+        self._election: Election | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_keys())
+
+    def reload_keys(self) -> None:
+        try:
+            count = self.trusted.reload()
+            log.info("trusted keys reloaded: %d from %s", count, self.config.trusted_keys)
+        except Exception:  # a bad reload must not take the daemon down
+            log.exception("reloading trusted keys failed; keeping the previous set")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self._election is not None:
+            self._election.stop()
+
+    def run(self) -> None:
+        """Campaign until stopped; serve whenever elected."""
+        self._zk = connect(self.config.zookeeper, session_timeout=self.config.session_timeout)
+        try:
+            self._election = Election(self._zk, self.paths, self.config.role, self.config.id)
+            log.info("%s %s campaigning in %s", self.config.role, self.config.id, self.paths.root)
+            while not self.stop_event.is_set():
+                self._election.run(self._lead, self.stop_event)
+        finally:
+            self._zk.stop()
+            self._zk.close()
+
+    # -- leading ---------------------------------------------------------------------------------
+    def _lead(self, leadership: Leadership) -> None:
+        assert self._zk is not None
+        server = Server(self.config.listen, self.keypair, self.keyring,
+                        heartbeat_interval=self.config.heartbeat_interval, name=self.config.role)
+        server.route("status", self._status)
+        self.service.on_leading(leadership, server, self._zk)
+        server.start()
+        self.leading_since = time.time()
+        try:
+            endpoint = self._advertised(server.endpoint)
+            publish_leader(self._zk, self.paths, self.config.role,
+                           LeaderInfo(self.config.id, endpoint, self.keypair.public), leadership=leadership)
+            log.info("%s %s leading at %s", self.config.role, self.config.id, endpoint)
+            while not leadership.lost.wait(0.2):
+                if self.stop_event.is_set():
+                    leadership.resign()
+                    break
+        finally:
+            server.stop()
+            self.leading_since = None
+            self.service.on_demoted()
+            log.warning("%s %s no longer leading", self.config.role, self.config.id)
+
+    def _advertised(self, bound: str) -> str:
+        """The endpoint others should dial: the configured one, with the real port if we bound :0."""
+        advertise = self.config.advertise
+        if not advertise or advertise == self.config.listen:
+            return bound
+        return advertise
+
+    def _status(self, req: Request) -> dict[str, Any]:
+        return {"role": self.config.role, "id": self.config.id, "cluster": self.config.cluster,
+                "leader": True, "leading_since": self.leading_since}
