@@ -13,6 +13,7 @@ error raised in one process arrives as the same type in another (the mesh carrie
     ├── ResourceUnavailable   code "unavailable"  not enough cpu, memory, disk, or the port is taken
     ├── HostError             code "host"         a kernel operation failed (cgroup, loop, iptables)
     ├── ProtocolError         code "protocol"     a malformed message (bad CBOR, version, types)
+    ├── InternalError         code "internal"     a bug on the serving side; the server lives on
     └── RetryableError                            try again, maybe elsewhere: nothing was changed
         ├── Timeout           code "timeout"      no reply in time
         ├── Unreachable       code "unreachable"  no connection to the peer / no leader known
@@ -91,6 +92,12 @@ class ProtocolError(GalaxyError):
     code = "protocol"
 
 
+class InternalError(GalaxyError):
+    """The serving side failed in a way it did not foresee (a bug); details are in its log."""
+
+    code = "internal"
+
+
 class RetryableError(GalaxyError):
     """Nothing was changed by the failed call; the same call may succeed later."""
 
@@ -124,6 +131,6 @@ _BY_CODE = _codes()
 
 __all__ = [
     "GalaxyError", "InvalidInput", "NotFound", "Conflict", "PermissionDenied", "QuotaExceeded",
-    "ResourceUnavailable", "HostError", "ProtocolError", "RetryableError", "Timeout", "Unreachable",
+    "ResourceUnavailable", "HostError", "ProtocolError", "InternalError", "RetryableError", "Timeout", "Unreachable",
     "NotLeader",
 ]
