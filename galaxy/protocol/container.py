@@ -43,7 +43,8 @@ class ContainerRequest:
     argv: tuple[str, ...]
     cpu_excess: bool = False
     pids: int = 4096
-    user: str = "nobody"
+    user: str = "nobody"              # the service's user: owns the disks and the work dir
+    init_as_root: bool = False        # PID 1 runs as root (the AppWorker drops to `user` itself)
     disks: tuple[DiskAsk, ...] = ()
     ports: tuple[PortAsk, ...] = ()
     mounts: tuple[MountAsk, ...] = ()
@@ -87,6 +88,7 @@ class ContainerRequest:
         return cls(
             id=ident, group=_want(body, "group", str), cpu=float(cpu), memory=memory, argv=tuple(argv),
             cpu_excess=bool(body.get("cpu_excess", False)), pids=pids, user=user,
+            init_as_root=bool(body.get("init_as_root", False)),
             disks=tuple(_disks(body.get("disks", []))), ports=tuple(_ports(body.get("ports", []))),
             mounts=tuple(_mounts(body.get("mounts", []))), env=dict(env),
         )
