@@ -74,7 +74,6 @@ def write_user_config(cluster: LocalCluster) -> None:
         "cluster": cluster.cluster, "zookeeper": cluster.zk_hosts,
         "key": str(BASE / "keys" / "admin.key"),
         "netns": cluster.control.name,   # the demo's control plane lives in this network namespace
-        "demo": str(BASE),
     }, sort_keys=False))
 
 
@@ -83,7 +82,7 @@ def _is_demo_config(path: Path) -> bool:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return False
-    return isinstance(data, dict) and data.get("demo") == str(BASE)
+    return isinstance(data, dict) and str(data.get("key", "")).startswith(str(BASE) + os.sep)
 
 
 def down() -> int:

@@ -11,26 +11,54 @@ from galaxy.errors import GalaxyError
 
 
 class Galaxy:
-    """Galaxy — a data-center operating system. Nouns: job, keys, dev."""
+    """Galaxy — a data-center operating system. Nouns: job, pod, agent, status, config, keys, dev."""
 
     def __init__(self) -> None:
-        # Imported here so `galaxy --help` stays fast and a broken noun cannot break the others.
+        # Imported here so importing this module stays cheap and a broken noun shows up as one error.
+        from galaxy.cli.agent import AgentCommands
+        from galaxy.cli.config import ConfigCommands
         from galaxy.cli.dev import DevCommands
         from galaxy.cli.job import JobCommands
         from galaxy.cli.keys import KeyCommands
+        from galaxy.cli.pod import PodCommands
+        from galaxy.cli.status import status
 
         self.job = JobCommands()
+        self.pod = PodCommands()
+        self.agent = AgentCommands()
+        self.status = status
+        self.config = ConfigCommands()
         self.keys = KeyCommands()
         self.dev = DevCommands()
 
 
+def split_exec(args: list[str]) -> tuple[list[str], list[str] | None]:
+    """``job exec JOB … -- CMD ARGS`` → (the args before ``--``, [CMD, ARGS…]).
+
+    fire reads everything after ``--`` as its own flags (--help, --completion), so the command of
+    ``job exec`` is cut off before fire sees it. Any other command line is left alone.
+    """
+    if len(args) >= 3 and args[:2] == ["job", "exec"] and "--" in args[3:]:
+        cut = args.index("--", 3)
+        return args[:cut], args[cut + 1:]
+    return args, None
+
+
+def _print_error(err: GalaxyError) -> None:
+    # A job file with several problems prints one `error: field: message` line per problem.
+    for line in str(err).splitlines() or [type(err).__name__]:
+        print(f"error: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a GalaxyError becomes `error: …` on stderr and exit status 1."""
-    args = sys.argv[1:] if argv is None else argv
+    args, exec_argv = split_exec(list(sys.argv[1:] if argv is None else argv))
     try:
-        result: Any = fire.Fire(Galaxy, command=args, name="galaxy")
+        component = Galaxy()
+        component.job._argv = exec_argv
+        result: Any = fire.Fire(component, command=args, name="galaxy")
     except GalaxyError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _print_error(err)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -83,6 +83,22 @@ def _setns(fd: int) -> None:
         raise HostError(f"setns(CLONE_NEWNET) failed: {os.strerror(err)}")
 
 
+def enter_netns(name: str) -> None:
+    """Move the calling thread into network namespace ``name`` for good (threads it starts follow).
+
+    For a client of a cluster whose control plane lives in a test host (`make demo`): the CLI enters
+    the namespace named in its config before it opens any connection.
+    """
+    try:
+        target = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise NotFound(f"no network namespace {name!r} (is the demo cluster up?)", field="netns") from exc
+    try:
+        _setns(target)
+    finally:
+        os.close(target)
+
+
 @contextlib.contextmanager
 def in_netns(name: str) -> Iterator[None]:
     """Run the block with the calling thread inside network namespace ``name``, then switch back.
@@ -451,7 +467,7 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05, wh
 
 
 __all__ = [
-    "delete_namespaces",
+    "delete_namespaces", "enter_netns",
     "TestNetwork", "TestHost", "in_netns", "netns_exists", "netns_path", "unique_prefix", "sweep_orphans",
     "netns_problem", "require_netns", "wait_until", "SUBNET",
 ]
