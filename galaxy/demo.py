@@ -9,6 +9,7 @@ every process by PID, removes every container the Agents made and deletes the na
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -107,6 +108,7 @@ def down() -> int:
 
 
 def main(argv: list[str]) -> int:
+    logging.getLogger("kazoo").setLevel(logging.ERROR)  # a dropped first connection is not news here
     if argv[:1] == ["up"]:
         try:
             return up()

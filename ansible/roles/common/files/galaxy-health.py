@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Health checks the Galaxy roles wait on after (re)starting a daemon; exit 0 = healthy.
+
+    galaxy-health zookeeper --address HOST:PORT            the server serves (srvr shows a Mode)
+    galaxy-health election --zookeeper Z --cluster C --role R --id ID
+                                                           the replica campaigns (its election node exists)
+    galaxy-health leaders --zookeeper Z --cluster C        print {"resman": id|null, "appmaster": id|null}
+
+Runs with the release's Python (it needs kazoo). `leaders` never fails: with no ZooKeeper yet (a
+first install) it prints nulls, so every replica counts as a standby.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+
+
+def zookeeper(address: str) -> int:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3) as sock:
+            sock.sendall(b"srvr")
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+    except OSError as err:
+        print(f"zookeeper at {address}: {err}")
+        return 1
+    text = answer.decode("utf-8", "replace")
+    if "Mode:" not in text:
+        print(f"zookeeper at {address} does not serve: {text.strip()[:200]}")
+        return 1
+    return 0
+
+
+def _client(hosts: str):  # type: ignore[no-untyped-def]
+    from kazoo.client import KazooClient
+
+    client = KazooClient(hosts=hosts, timeout=5.0)
+    client.start(timeout=10)
+    return client
+
+
+def election(hosts: str, cluster: str, role: str, ident: str) -> int:
+    client = _client(hosts)
+    try:
+        base = f"/galaxy/{cluster}/{role}/election"
+        for child in client.get_children(base) if client.exists(base) else []:
+            data, _ = client.get(f"{base}/{child}")
+            if data.decode("utf-8", "replace") == ident:
+                return 0
+        print(f"{role} {ident} is not campaigning in {base}")
+        return 1
+    finally:
+        client.stop()
+        client.close()
+
+
+def leaders(hosts: str, cluster: str) -> int:
+    found: dict[str, str | None] = {"resman": None, "appmaster": None}
+    try:
+        client = _client(hosts)
+    except Exception:  # noqa: BLE001 - no ZooKeeper yet: nobody leads
+        print(json.dumps(found))
+        return 0
+    try:
+        for role in found:
+            path = f"/galaxy/{cluster}/{role}/leader"
+            if client.exists(path):
+                data, _ = client.get(path)
+                found[role] = json.loads(data.decode("utf-8")).get("identity")
+    finally:
+        client.stop()
+        client.close()
+    print(json.dumps(found))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="galaxy-health")
+    parser.add_argument("check", choices=["zookeeper", "election", "leaders"])
+    parser.add_argument("--address", default="")
+    parser.add_argument("--zookeeper", default="")
+    parser.add_argument("--cluster", default="")
+    parser.add_argument("--role", default="")
+    parser.add_argument("--id", default="")
+    args = parser.parse_args(argv)
+    if args.check == "zookeeper":
+        return zookeeper(args.address)
+    if args.check == "election":
+        return election(args.zookeeper, args.cluster, args.role, args.id)
+    return leaders(args.zookeeper, args.cluster)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
