@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 BASE = Path(os.environ.get("GALAXY_DEMO_DIR", REPO / ".demo"))
 USER_CONFIG = Path(os.environ.get("GALAXY_CONFIG", Path.home() / ".galaxy" / "config"))
 EXAMPLE = REPO / "examples" / "web.yaml"
+PREFIX = os.environ.get("GALAXY_DEMO_PREFIX", "demo")   # network namespaces are galaxy-<prefix>-*
 
 
 def up() -> int:
@@ -32,7 +33,7 @@ def up() -> int:
         return 1
     print("starting ZooKeeper, 2 ResMan, 2 AppMaster and 3 Agents on network-namespace test hosts …")
     cluster = LocalCluster(BASE, agents=3, resman=2, appmaster=2, cluster="demo", detached=True,
-                           session_timeout=6.0, prefix="demo", agent_labels={1: ["ssd"], 2: ["ssd"], 3: []})
+                           session_timeout=6.0, prefix=PREFIX, agent_labels={1: ["ssd"], 2: ["ssd"], 3: []})
     cluster.start(timeout=90)
     write_user_config(cluster)
     print(f"cluster up; `galaxy` is configured through {USER_CONFIG}\n")
