@@ -1,0 +1,217 @@
+"""ResMan at scale: 100 containers per group, GALAXY_BENCH_RESMAN_GROUPS groups (default 100) over
+GALAXY_BENCH_RESMAN_HOSTS simulated hosts (default 1,000; the issue asks 1,000 groups on 10,000 hosts, which
+does not yet finish in the 60 s budget on this 2-core machine — see docs/resman.md), persisted to a
+real ZooKeeper, created on the simulated Agents over the real mesh (CURVE).
+
+Rows:
+* placements per second end to end (group created → placement written → Agent answered create),
+  against Nomad's published 2-million-container run (~1,500 placements/s); target 10,000/s;
+* time until all 100,000 are placed (written) and running (created);
+* scheduler CPU per placement (the pipeline alone, same 10,000 hosts and groups) against a first-fit
+  scan without indexes or cursor (what the original Galaxy did), measured in the same run;
+* 10,000 hosts polled once a second: poll rate and p99 answer latency, while idle after placing;
+* utilisation reached by bin-pack beside spread on the same workload (hosts used, mean utilisation).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import threading
+import time
+from typing import Any
+
+from bench._table import Row
+from galaxy.coord import Election, Leadership, Paths, StateStore, connect
+from galaxy.mesh import Keypair, KeyRing, Server
+from galaxy.resman import Engine, ResManSettings, serve
+from galaxy.resman.groups import GroupApi
+from galaxy.resman.scheduler import Ask, GroupAsk, HostIndex, HostView, Scheduler, first_rejection
+from galaxy.testing import ZooKeeperServer
+from galaxy.testing.fleet import SimFleet, sim_hosts
+
+HOSTS = int(os.environ.get("GALAXY_BENCH_RESMAN_HOSTS", "1000"))
+GROUPS = int(os.environ.get("GALAXY_BENCH_RESMAN_GROUPS", "100"))
+PER_GROUP = 100
+NOMAD_PLACEMENTS_PER_S = 1_500.0
+GiB = 1 << 30
+
+
+def _template(i: int) -> dict[str, Any]:
+    cpu = (0.25, 0.5, 1.0, 2.0)[i % 4]
+    return {"cpu": cpu, "memory": int(cpu * 2 * GiB), "user": "nobody", "argv": ["/bin/app"],
+            "ports": [{"name": "http"}]}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run() -> list[Row]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    rows = _scheduler_rows() + _utilisation_rows()
+    with ZooKeeperServer(tick_ms=500) as zk_server:
+        rows = _end_to_end_rows(zk_server.hosts) + rows
+    return rows
+
+
+# ---- end to end ----------------------------------------------------------------------------------
+
+def _end_to_end_rows(zk_hosts: str) -> list[Row]:
+    zk = connect(zk_hosts, session_timeout=10.0)
+    paths = Paths("bench")
+    elected = threading.Event()
+    holder: list[Leadership] = []
+
+    def lead(leadership: Leadership) -> None:
+        holder.append(leadership)
+        elected.set()
+        leadership.lost.wait()
+    election = Election(zk, paths, "resman", "bench")
+    election.start(lead)
+    elected.wait(20)
+    server_keys, agent_keys = Keypair.generate(), Keypair.generate()
+    ring = KeyRing()
+    ring.add(agent_keys.public, "agent")
+    server = Server("tcp://127.0.0.1:0", server_keys, ring, heartbeat_interval=1.0, liveness=5, name="resman-bench")
+    settings = ResManSettings(poll_interval=1.0, lost_after=30, trace_containers=False)
+    engine = Engine(settings, server=server, store=StateStore(zk, paths, leadership=holder[0]))
+    serve(engine, server)
+    server.start()
+    engine.start()
+    fleet = SimFleet(server.endpoint, server_keys.public, agent_keys, sim_hosts(HOSTS, cpu=32.0, memory=128 * GiB),
+                     threads=2, heartbeat_interval=1.0)
+    try:
+        started = time.monotonic()
+        fleet.start()
+        _wait(lambda: engine.reported_count() >= HOSTS, 120, "hosts registered")
+        registered_s = time.monotonic() - started
+        api = GroupApi(engine)
+        started = time.monotonic()
+        cpu0 = time.process_time()
+        for i in range(GROUPS):
+            api.create({"group": f"g{i:04d}", "owner": "bench", "replicas": PER_GROUP, "container": _template(i)})
+        _wait(lambda: engine.stats["placed"] >= GROUPS * PER_GROUP and not engine.journal.dirty, 300, "all placed")
+        placed_s = time.monotonic() - started
+        _wait(lambda: engine.stats["created"] >= GROUPS * PER_GROUP, 300, "all created")
+        running_s = time.monotonic() - started
+        cpu_s = time.process_time() - cpu0
+        engine.poll_latencies.clear()
+        polls0, t0 = _polls(engine), time.monotonic()
+        time.sleep(5.0)
+        poll_rate = (_polls(engine) - polls0) / (time.monotonic() - t0)
+        latencies = list(engine.poll_latencies)
+        total = GROUPS * PER_GROUP
+        rate = total / running_s
+        return [
+            Row("resman", f"placements/s end to end ({total:,} in {GROUPS:,} groups, {HOSTS:,} hosts)", rate, "/s",
+                NOMAD_PLACEMENTS_PER_S, "nomad published", 10_000 / NOMAD_PLACEMENTS_PER_S),
+            Row("resman", "time until all placed (written to ZooKeeper)", placed_s, "s"),
+            Row("resman", "time until all running (created on Agents)", running_s, "s"),
+            Row("resman", "process CPU per placement, end to end (ResMan + fleet + mesh)", cpu_s / total * 1e6, "us",
+                better="lower"),
+            Row("resman", f"{HOSTS:,} simulated hosts registered (CURVE connect + register)", registered_s, "s"),
+            Row("resman", f"hosts polled per second ({HOSTS:,} hosts, 1 s interval)", poll_rate, "/s", float(HOSTS),
+                "hosts", 0.95),
+            Row("resman", "poll answer latency p50", _percentile(latencies, 0.5) * 1000, "ms", better="lower"),
+            Row("resman", "poll answer latency p99", _percentile(latencies, 0.99) * 1000, "ms", 1000.0,
+                "poll interval", 0.5, better="lower"),
+        ]
+    finally:
+        fleet.close()
+        engine.stop()
+        server.stop()
+        election.stop()
+        zk.stop()
+        zk.close()
+
+
+def _polls(engine: Engine) -> int:
+    return engine.stats["polls"]
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# ---- the scheduler alone -------------------------------------------------------------------------
+
+def _views(count: int, cpu: float = 32.0) -> list[HostView]:
+    views = []
+    for i in range(count):
+        v = HostView(f"h{i:05d}")
+        v.set_capacity({"cpu": cpu, "memory": 128 * GiB}, [])
+        v.report({"cpu": cpu, "memory": 128 * GiB, "disks": {}, "ports": 1000}, set(), set())
+        v.alive = True
+        views.append(v)
+    return views
+
+
+def _asks() -> list[GroupAsk]:
+    return [GroupAsk(f"g{i:04d}", "default", Ask.of(_template(i))) for i in range(GROUPS)]
+
+
+def _first_fit(views: list[HostView], want: GroupAsk, ids: list[str]) -> int:
+    """The original's way: scan every host from the start for the first that fits."""
+    placed = 0
+    for cid in ids:
+        for view in views:
+            if first_rejection(view, want) is None:
+                view.debit(cid, want.group, want.ask)
+                placed += 1
+                break
+    return placed
+
+
+def _scheduler_rows() -> list[Row]:
+    index = HostIndex()
+    for v in _views(HOSTS):
+        index.add(v)
+    sched = Scheduler(index, "binpack")
+    started = time.thread_time()
+    placed = 0
+    for want in _asks():
+        placed += len(sched.place(want, [f"{want.group}.{j}" for j in range(PER_GROUP)]).placed)
+    ours = (time.thread_time() - started) / placed * 1e6
+    sample = GROUPS // 10               # first-fit slows as hosts fill: a tenth of the groups is enough
+    baseline_views = _views(HOSTS)
+    started = time.thread_time()
+    base_placed = sum(_first_fit(baseline_views, want, [f"{want.group}.{j}" for j in range(PER_GROUP)])
+                      for want in _asks()[:sample])
+    theirs = (time.thread_time() - started) / base_placed * 1e6
+    return [Row("resman", "scheduler CPU per placement (pipeline alone, same groups and hosts)", ours, "us", theirs,
+                "first-fit scan", 0.5, better="lower")]
+
+
+def _utilisation_rows() -> list[Row]:
+    rng = random.Random(7)
+    hosts, groups = 1_000, 300
+    sizes = [(rng.choice((0.5, 1.0, 2.0, 4.0)), rng.randint(5, 40)) for _ in range(groups)]
+    results: dict[str, tuple[int, float]] = {}
+    for strategy in ("binpack", "spread"):
+        index = HostIndex()
+        views = _views(hosts, cpu=16.0)
+        for v in views:
+            index.add(v)
+        sched = Scheduler(index, strategy, seed=3)
+        for i, (cpu, count) in enumerate(sizes):
+            ask = Ask(cpu, int(cpu * 4 * GiB))
+            sched.place(GroupAsk(f"g{i}", "default", ask), [f"g{i}.{j}" for j in range(count)])
+        used = [v for v in views if v.containers]
+        results[strategy] = (len(used), sum(v.utilisation() for v in used) / max(1, len(used)))
+    (bp_used, bp_util), (sp_used, sp_util) = results["binpack"], results["spread"]
+    return [
+        Row("resman", "mean utilisation of used hosts, bin-pack (same workload)", bp_util * 100, "%", sp_util * 100,
+            "spread", 1.0),
+        Row("resman", "hosts needed for the workload, bin-pack", float(bp_used), "hosts", float(sp_used), "spread",
+            1.0, better="lower"),
+    ]

@@ -1,0 +1,293 @@
+"""ResMan ⇄ Agents: registrations, polls, reports, and the create/destroy calls (loop thread only).
+
+An Agent's report (registration or poll answer) is compared with ResMan's records of that host:
+
+* a container the records place elsewhere, or do not know, is destroyed — never in safe mode;
+* a placed container the Agent lists as running is `running`; as exited, it is replaced;
+* a placement the Agent does not list and that no create is under way for (a new leader took over
+  between the write and the create) is created again — creates are idempotent by id;
+* a running container missing from two reports in a row has vanished and is replaced.
+
+Creates go out at most `creates_per_host` at a time per Agent, and only once the placement is in
+ZooKeeper. A failed create sends the container back to pending: the group backs off
+(exponentially, capped) and avoids that host for `avoid_for` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from galaxy.protocol import AgentMethods
+from galaxy.resman.hosts import ALIVE, HostEntry
+from galaxy.resman.model import ALLOCATING, DESTROYING, EXITED, RUNNING, Container
+
+if TYPE_CHECKING:
+    from galaxy.resman.engine import Engine
+
+log = logging.getLogger(__name__)
+
+MISSING_BEFORE_VANISHED = 2
+
+
+# ---- registration, events, polls ----------------------------------------------------------------
+
+def registered(engine: Engine, facts: dict[str, Any], received: float) -> None:
+    known = facts["id"] in engine.hosts.entries
+    entry = engine.hosts.register(facts, received)
+    if not entry.persisted:
+        engine.dirty_hosts.add(entry.id)
+    log.info("agent %s registered (pool %s, %d containers)", entry.id, entry.view.pool,
+             len(facts.get("containers") or ()))
+    engine.trace("host", entry.id, "registered", "", known=known, containers=len(facts.get("containers") or ()))
+    report(engine, entry, facts.get("free") or {}, facts.get("containers") or [], received)
+    engine.touched.update(engine.groups)     # new room: groups waiting for hosts may fit now
+
+
+def disconnected(engine: Engine, host_id: str) -> None:
+    entry = engine.hosts.get(host_id)
+    if entry is not None:
+        entry.connected = False
+
+
+def event(engine: Engine, host_id: str, info: dict[str, Any]) -> None:
+    entry = engine.hosts.get(host_id)
+    if entry is None or not entry.registered:
+        return
+    engine.hosts.heard(entry, engine.clock())
+    cid = info.get("id")
+    if not isinstance(cid, str):
+        return
+    c = engine.containers.get(cid)
+    if info.get("state") == "destroyed":
+        if c is not None and c.host == host_id and c.state == DESTROYING:
+            engine.stats["destroyed"] += 1
+            engine.forget(c)
+        return
+    apply_info(engine, entry, info, engine.clock())
+
+
+def poll_due(engine: Engine, now: float) -> None:
+    timeout = max(1.0, 2 * engine.settings.poll_interval)
+    for entry in engine.hosts.due_polls(now):
+        entry.polling = True
+        engine.request(entry.id, AgentMethods.RESOURCES, None, timeout,
+                       lambda f, at, e=entry, sent=now: polled(engine, e, sent, at, f))
+
+
+def polled(engine: Engine, entry: HostEntry, sent: float, answered: float, future: Future[Any]) -> None:
+    entry.polling = False
+    if future.exception() is not None or engine.hosts.get(entry.id) is not entry or not entry.registered:
+        return
+    engine.poll_latencies.append(answered - sent)
+    engine.stats["polls"] += 1
+    body = future.result()
+    if not isinstance(body, dict):
+        return
+    engine.hosts.heard(entry, answered)
+    if isinstance(body.get("capacity"), dict):
+        entry.view.set_capacity(body["capacity"], None)
+    report(engine, entry, body.get("free") or {}, body.get("containers") or [], sent)
+
+
+# ---- reports ------------------------------------------------------------------------------------
+
+def report(engine: Engine, entry: HostEntry, free: dict[str, Any], containers: list[Any], sent: float) -> None:
+    """Match one Agent report against the records of that host (see the module docs)."""
+    reported: set[str] = set()
+    used_ports: set[int] = set()
+    for info in containers:
+        if not isinstance(info, dict) or not isinstance(info.get("id"), str):
+            continue
+        reported.add(info["id"])
+        ports = info.get("ports") or {}
+        if isinstance(ports, dict):
+            used_ports.update(p for p in ports.values() if isinstance(p, int))
+        apply_info(engine, entry, info, sent)
+    entry.view.report(free, reported, used_ports)
+    safe = engine.safe.on
+    for cid in [c for c in entry.view.containers if c not in reported]:
+        c = engine.containers.get(cid)
+        if c is None:
+            continue
+        if c.state == ALLOCATING:
+            if not c.create_sent and not safe and cid in engine.journal.written:
+                engine.create_ready.append(cid)        # placed by an earlier leader, never created
+        elif c.state == RUNNING and c.confirmed_at < sent:
+            c.missing += 1
+            if c.missing >= MISSING_BEFORE_VANISHED and not safe:
+                exited(engine, c, {"lost": True, "why": "the Agent no longer lists it"})
+        elif c.state == DESTROYING and not c.destroy_sent:
+            engine.stats["destroyed"] += 1
+            engine.forget(c)                           # already gone from the Agent
+
+
+def apply_info(engine: Engine, entry: HostEntry, info: dict[str, Any], sent: float) -> None:
+    cid = info["id"]
+    c = engine.containers.get(cid)
+    if c is None or c.host != entry.id:
+        where = "unknown" if c is None else f"placed on {c.host}"
+        destroy_unknown(engine, entry, cid, f"container {cid} is {where}")
+        return
+    c.missing = 0
+    state = info.get("state")
+    if c.state == DESTROYING:
+        if not c.destroy_sent and cid not in engine.destroy_ready:
+            engine.destroy_ready.append(cid)
+        return
+    if state == "running":
+        if isinstance(info.get("ports"), dict):
+            c.ports = dict(info["ports"])
+        if c.state != RUNNING:
+            c.state = RUNNING
+            c.confirmed_at = engine.clock()
+            engine.touched.add(c.group)
+    elif state == "exited" and c.state in (ALLOCATING, RUNNING) and not engine.safe.on:
+        exited(engine, c, info.get("exit"))
+
+
+def exited(engine: Engine, c: Container, exit_info: Any) -> None:
+    """PID 1 of the container ended (or the container vanished): replace it, with the group's backoff."""
+    engine.stats["exited"] += 1
+    c.exit = exit_info
+    c.state = EXITED
+    group = engine.groups.get(c.group)
+    if group is not None:
+        backoff(engine, group)
+    engine.trace("container", c.id, "exited", "", exit=exit_info, host=c.host)
+    engine.retire(c, f"exited: {exit_info}")
+
+
+def destroy_unknown(engine: Engine, entry: HostEntry, cid: str, why: str) -> None:
+    if engine.safe.on or cid in entry.destroying:
+        return
+    entry.destroying.add(cid)
+    engine.stats["unknown_destroyed"] += 1
+    log.info("destroying %s on %s: %s", cid, entry.id, why)
+    if engine.settings.trace_containers:
+        engine.trace("container", cid, "destroy_unwanted", why, host=entry.id)
+
+    def done(future: Future[Any], answered: float) -> None:
+        entry.destroying.discard(cid)
+    engine.request(entry.id, AgentMethods.DESTROY, {"id": cid}, engine.settings.destroy_timeout, done)
+
+
+# ---- creates and destroys -----------------------------------------------------------------------
+
+def backoff(engine: Engine, group: Any) -> None:
+    s = engine.settings
+    group.failures += 1
+    delay = min(s.backoff_max, s.backoff_min * 2 ** min(group.failures - 1, 20))
+    group.not_before = engine.clock() + delay
+
+
+def dispatch(engine: Engine, now: float) -> None:
+    """Send what this round's write made safe: creates (bounded per Agent) and destroys."""
+    journal = engine.journal
+    waiting: list[str] = []
+    for cid in engine.create_ready:
+        c = engine.containers.get(cid)
+        if c is None or c.state != ALLOCATING or c.create_sent or c.host is None:
+            continue
+        if not journal.is_written(c):
+            waiting.append(cid)
+            continue
+        entry = engine.hosts.get(c.host)
+        if entry is None or not entry.registered:
+            continue                                 # sent again when the host reports
+        c.create_sent = True
+        entry.create_queue.append(cid)
+        engine.queued_hosts.add(entry.id)
+    engine.create_ready = waiting
+    for host_id in list(engine.queued_hosts):
+        entry = engine.hosts.get(host_id)
+        if entry is None:
+            engine.queued_hosts.discard(host_id)
+            continue
+        send_creates(engine, entry)
+    if engine.safe.on:
+        return
+    waiting = []
+    for cid in engine.destroy_ready:
+        c = engine.containers.get(cid)
+        if c is None or c.state != DESTROYING or c.destroy_sent or c.host is None:
+            continue
+        if not journal.is_written(c):
+            waiting.append(cid)
+            continue
+        entry = engine.hosts.get(c.host)
+        if entry is None or not entry.registered or entry.status != ALIVE:
+            continue                                 # sent again when the host reports
+        send_destroy(engine, entry, c)
+    engine.destroy_ready = waiting
+
+
+def send_creates(engine: Engine, entry: HostEntry) -> None:
+    limit = engine.settings.creates_per_host
+    queue = entry.create_queue
+    while queue and entry.creating < limit:
+        c = engine.containers.get(queue.popleft())
+        if c is None or c.state != ALLOCATING or c.host != entry.id:
+            continue
+        group = engine.groups.get(c.group)
+        if group is None or group.version != c.version:
+            c.create_sent = False
+            engine.retire(c, "its group or version is gone")
+            continue
+        entry.creating += 1
+        body = {**group.template, "id": c.id, "group": c.group}
+        engine.request(entry.id, AgentMethods.CREATE, body, engine.settings.create_timeout,
+                       lambda f, at, cid=c.id, e=entry: created(engine, e, cid, f))
+    if not queue:
+        engine.queued_hosts.discard(entry.id)
+
+
+def created(engine: Engine, entry: HostEntry, cid: str, future: Future[Any]) -> None:
+    entry.creating = max(0, entry.creating - 1)
+    if entry.create_queue:
+        engine.queued_hosts.add(entry.id)
+    c = engine.containers.get(cid)
+    if c is None or c.host != entry.id or c.state not in (ALLOCATING, RUNNING):
+        return
+    err = future.exception()
+    group = engine.groups.get(c.group)
+    if err is None:
+        body = future.result()
+        engine.stats["created"] += 1
+        if c.state == ALLOCATING:          # the Agent's `container.state` event may have said so first
+            c.state = RUNNING
+            c.confirmed_at = engine.clock()
+        if isinstance(body, dict) and isinstance(body.get("ports"), dict):
+            c.ports = dict(body["ports"])
+        if group is not None:
+            group.failures = 0
+            engine.touched.add(group.name)
+        return
+    if c.state != ALLOCATING:
+        return
+    engine.stats["create_failed"] += 1
+    why = f"creation on {entry.id} failed: {err}"
+    log.warning("%s: %s", cid, why)
+    if engine.settings.trace_containers:
+        engine.trace("container", cid, "create_failed", str(err), host=entry.id)
+    if group is not None:
+        backoff(engine, group)
+        group.avoid[entry.id] = engine.clock() + engine.settings.avoid_for
+    engine.unplace(c, why)
+
+
+def send_destroy(engine: Engine, entry: HostEntry, c: Container) -> None:
+    c.destroy_sent = True
+    engine.request(entry.id, AgentMethods.DESTROY, {"id": c.id}, engine.settings.destroy_timeout,
+                   lambda f, at, cid=c.id: destroyed(engine, cid, f))
+
+
+def destroyed(engine: Engine, cid: str, future: Future[Any]) -> None:
+    c = engine.containers.get(cid)
+    if c is None or c.state != DESTROYING:
+        return
+    c.destroy_sent = False
+    if future.exception() is None:
+        engine.stats["destroyed"] += 1
+        engine.forget(c)

@@ -1,0 +1,299 @@
+"""The ResMan engine: one loop thread that owns the model and talks to the Agents.
+
+Everything that changes containers runs in the loop thread under `lock`: mesh callbacks (Agent
+registrations, poll answers, create/destroy answers, events) are posted to an inbox and handled
+there, in batches, so the mesh I/O thread never waits on ResMan. One round (`step`) is:
+
+    inbox → liveness (polls due, hosts lost) → safe mode → [not safe: lost hosts' containers,
+    reconcile touched groups, schedule pending containers] → write the round's changes to
+    ZooKeeper as one fenced batch (outside the lock) → send the creates and destroys those
+    writes made safe.
+
+Administrators' and the AppMaster's calls (`groups.py`, `admin.py`) take the same lock, persist
+their change synchronously (a caller that got an answer can rely on it surviving a failover) and
+wake the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from galaxy.coord import StateStore
+from galaxy.errors import GalaxyError, NotLeader
+from galaxy.mesh import Server
+from galaxy.resman import agentio, reconcile
+from galaxy.resman.hosts import LOST, HostEntry, HostRegistry
+from galaxy.resman.model import ALLOCATING, DESTROYING, PENDING, Container, Group
+from galaxy.resman.safemode import SafeMode
+from galaxy.resman.scheduler import HostIndex, Scheduler
+from galaxy.resman.settings import ResManSettings
+from galaxy.resman.state import Journal, Loaded, put_hosts
+from galaxy.trace import Tracer
+
+log = logging.getLogger(__name__)
+
+FULL_RECONCILE = 5.0      # seconds between two reconciliations of every group (a safety net)
+
+
+class Engine:
+    def __init__(self, settings: ResManSettings, *, server: Server | None = None, store: StateStore | None = None,
+                 tracer: Tracer | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.server = server
+        self.store = store
+        self.tracer = tracer
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.groups: dict[str, Group] = {}
+        self.containers: dict[str, Container] = {}
+        self.index = HostIndex()
+        self.hosts = HostRegistry(self.index, settings)
+        self.scheduler = Scheduler(self.index, settings.strategy)
+        self.safe = SafeMode(settings.safe_mode_ratio, settings.safe_mode_timeout)
+        self.journal = Journal(store)
+        self.touched: set[str] = set()
+        self.dirty_hosts: set[str] = set()
+        self.create_ready: list[str] = []
+        self.destroy_ready: list[str] = []
+        self.queued_hosts: set[str] = set()
+        self.poll_latencies: deque[float] = deque(maxlen=200_000)
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("placed", "created", "create_failed", "destroyed", "unknown_destroyed", "lost_hosts",
+             "rescheduled", "exited", "rounds", "write_errors", "polls"), 0)
+        self.first_placement = 0.0
+        self.last_placement = 0.0
+        self._inbox: deque[Callable[[], None]] = deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_full = 0.0
+        self.demoted = threading.Event()
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    def load(self, loaded: Loaded) -> None:
+        """Rebuild from ZooKeeper state (a new leader) and enter safe mode if hosts were known."""
+        now = self.clock()
+        with self.lock:
+            reconcile.load(self, loaded, now)
+            self.safe.begin(len(self.hosts), now)
+            if self.safe.on:
+                self.trace("host", "_resman", "safe_mode_entered", self.safe.reason)
+
+    def start(self) -> Engine:
+        self._thread = threading.Thread(target=self._run, name="resman-loop", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run `fn` in the loop thread, under the lock, at the start of the next round."""
+        self._inbox.append(fn)
+        self._wake.set()
+
+    def trace(self, kind: str, key: str, event: str, reason: str = "", **fields: Any) -> None:
+        if self.tracer is not None:
+            self.tracer.record(kind, key, event, reason, **fields)
+
+    def _run(self) -> None:
+        tick = min(0.05, self.settings.poll_interval / 10)
+        while not self._stopping.is_set():
+            self._wake.wait(tick)
+            self._wake.clear()
+            try:
+                self.step()
+            except NotLeader as err:
+                log.warning("stopping the ResMan loop: %s", err)
+                self.demoted.set()
+                return
+            except Exception:  # one bad round must not end the leader; the next round retries
+                log.exception("ResMan round failed")
+                time.sleep(0.05)
+
+    # ---- one round --------------------------------------------------------------------------------
+    def step(self) -> None:
+        now = self.clock()
+        with self.lock:
+            self.stats["rounds"] += 1
+            self._drain_inbox()
+            agentio.poll_due(self, now)
+            for entry in self.hosts.newly_lost(now):
+                self.stats["lost_hosts"] += 1
+                log.warning("host %s lost (silent for %.1f s)", entry.id, self.settings.lost_seconds)
+                self.trace("host", entry.id, "lost", f"silent for {self.settings.lost_seconds:g} s")
+            self._update_safe_mode(now)
+            if not self.safe.on:
+                for entry in self.hosts.entries.values():
+                    if entry.status == LOST and not entry.lost_handled:
+                        reconcile.host_lost(self, entry)
+                full = now - self._last_full >= FULL_RECONCILE
+                if full:
+                    self._last_full = now
+                names = list(self.groups) if full else list(self.touched)
+                self.touched.clear()
+                for name in names:
+                    group = self.groups.get(name)
+                    if group is not None:
+                        reconcile.group(self, group, now)
+                reconcile.schedule(self, now)
+            changes = self.journal.take(self.containers.get)
+            host_records = {h: self.hosts.entries[h].record() for h in self.dirty_hosts if h in self.hosts.entries}
+            self.dirty_hosts.clear()
+        self._write(changes, host_records)
+        with self.lock:
+            agentio.dispatch(self, self.clock())
+
+    def _write(self, changes: dict[str, dict[str, Any] | None], host_records: dict[str, dict[str, Any]]) -> None:
+        try:
+            put_hosts(self.store, host_records)
+            for host_id in host_records:
+                entry = self.hosts.entries.get(host_id)
+                if entry is not None:
+                    entry.persisted = True
+            self.journal.write(changes)
+        except NotLeader:
+            raise
+        except GalaxyError as err:
+            self.stats["write_errors"] += 1
+            log.error("writing %d container records failed (%s); retrying next round", len(changes), err)
+            with self.lock:
+                self.journal.retry(changes)
+                self.dirty_hosts.update(host_records)
+
+    def _drain_inbox(self) -> None:
+        inbox = self._inbox
+        for _ in range(len(inbox)):
+            fn = inbox.popleft()
+            try:
+                fn()
+            except Exception:
+                log.exception("handling an Agent message failed")
+
+    def _update_safe_mode(self, now: float) -> None:
+        known = len(self.hosts)
+        reported = self.reported_count()
+        why = self.safe.update(known, reported, now)
+        if why is not None:
+            log.info("leaving safe mode: %s", why)
+            self.trace("host", "_resman", "safe_mode_left", why)
+
+    def reported_count(self) -> int:
+        return sum(1 for e in self.hosts.entries.values() if e.registered)
+
+    # ---- container bookkeeping (loop thread or API under the lock) --------------------------------
+    def new_container(self, group: Group, reason: str = "") -> Container:
+        c = Container(Container.new_id(group.name, self.containers), group.name, group.version)
+        c.reason = reason
+        self.containers[c.id] = c
+        group.containers.add(c.id)
+        group.pending[c.id] = None
+        return c
+
+    def place(self, c: Container, host: HostEntry, now: float) -> None:
+        """The scheduler chose `host` (its view is already debited): record it, create after writing."""
+        group = self.groups[c.group]
+        group.pending.pop(c.id, None)
+        c.host = host.id
+        c.state = ALLOCATING
+        c.placed_at = now
+        c.reason = ""
+        c.create_sent = False
+        self.journal.mark(c.id)
+        self.create_ready.append(c.id)
+
+    def unplace(self, c: Container, reason: str) -> None:
+        """A placement that did not happen (creation failed): pending again, the host's share freed."""
+        host = self.hosts.get(c.host) if c.host else None
+        if host is not None:
+            host.view.release(c.id, c.group)
+        c.host = None
+        c.state = PENDING
+        c.reason = reason
+        c.create_sent = False
+        self.journal.mark(c.id)
+        group = self.groups.get(c.group)
+        if group is not None:
+            group.pending[c.id] = None
+            self.touched.add(group.name)
+
+    def retire(self, c: Container, why: str) -> None:
+        """Take a container out of service: forget it if it never existed, else destroy it."""
+        if c.state == PENDING or (c.state == ALLOCATING and not c.create_sent and c.id not in self.journal.written):
+            self.forget(c)
+            return
+        if c.state == DESTROYING:
+            return
+        c.state = DESTROYING
+        c.reason = why
+        self.journal.mark(c.id)
+        self.destroy_ready.append(c.id)
+
+    def forget(self, c: Container) -> None:
+        """The container is gone (or never was): drop it everywhere and delete its record."""
+        self.containers.pop(c.id, None)
+        if c.host is not None:
+            host = self.hosts.get(c.host)
+            if host is not None:
+                host.view.release(c.id, c.group)
+        group = self.groups.get(c.group)
+        if group is not None:
+            group.containers.discard(c.id)
+            group.pending.pop(c.id, None)
+            self.touched.add(group.name)
+        self.journal.mark(c.id)
+
+    # ---- mesh entry points (any thread) -----------------------------------------------------------
+    def agent_registered(self, facts: dict[str, Any], key_name: str | None) -> None:
+        received = self.clock()
+        self.post(lambda: agentio.registered(self, facts, received))
+
+    def agent_event(self, host_id: str, info: dict[str, Any]) -> None:
+        self.post(lambda: agentio.event(self, host_id, info))
+
+    def agent_lost(self, host_id: str) -> None:
+        self.post(lambda: agentio.disconnected(self, host_id))
+
+    def request(self, host_id: str, method: str, body: Any, timeout: float,
+                done: Callable[[Future[Any], float], None]) -> None:
+        """Send a request to an Agent; `done(future, answered_at)` runs later in the loop thread."""
+        if self.server is None:
+            return
+        future = self.server.request_async(host_id, method, body, timeout=timeout)
+
+        def finished(f: Future[Any]) -> None:
+            answered = self.clock()
+            self.post(lambda: done(f, answered))
+        future.add_done_callback(finished)
+
+    # ---- views for the API and tests -------------------------------------------------------------
+    def counts(self, group: Group) -> dict[str, int]:
+        ready = pending = 0
+        for cid in group.containers:
+            c = self.containers.get(cid)
+            if c is None:
+                continue
+            if c.state == "running":
+                ready += 1
+            elif c.state in (PENDING, ALLOCATING):
+                pending += 1
+        return {"ready": ready, "pending": pending}
+
+    def placement_rate(self) -> float:
+        span = self.last_placement - self.first_placement
+        return self.stats["placed"] / span if span > 0 else 0.0
+
+
+__all__ = ["Engine"]

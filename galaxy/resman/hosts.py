@@ -1,0 +1,175 @@
+"""Hosts as ResMan knows them: the Agent's facts, the administrator's word, and liveness.
+
+An Agent registers on every (re)connection; ResMan then polls it (`agent.resources`) every
+`poll_interval`. Any answer, registration or event is a sign of life; a host silent for
+`lost_after` intervals is lost. The administrator's admin state, labels and pool are persisted
+(`state/hosts`) and win over the Agent's config; the Agent's own pool and labels apply while the
+administrator has said nothing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from galaxy.errors import InvalidInput, NotFound
+from galaxy.resman.scheduler import ADMIN_STATES, ONLINE, HostIndex, HostView
+from galaxy.resman.settings import ResManSettings
+
+ALIVE, LOST = "alive", "lost"
+
+
+@dataclass(eq=False)
+class HostEntry:
+    view: HostView
+    status: str = LOST
+    registered: bool = False           # registered with this leader (counts for safe mode)
+    connected: bool = False
+    last_heard: float = 0.0
+    next_poll: float = 0.0
+    polling: bool = False
+    lost_handled: bool = True           # its containers were already rescheduled (or it has none)
+    agent_pool: str = "default"
+    agent_labels: list[str] = field(default_factory=list)
+    pool_override: str | None = None
+    labels_override: list[str] | None = None
+    port_range: list[int] = field(default_factory=list)
+    creating: int = 0
+    create_queue: deque[str] = field(default_factory=deque)
+    destroying: set[str] = field(default_factory=set)    # ids with a destroy in flight
+    persisted: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.view.id
+
+    def record(self) -> dict[str, Any]:
+        return {"admin": self.view.admin, "pool": self.pool_override, "labels": self.labels_override}
+
+    def to_wire(self) -> dict[str, Any]:
+        v = self.view
+        return {"id": v.id, "pool": v.pool, "labels": sorted(v.labels), "address": v.address,
+                "status": ALIVE if self.status == ALIVE and self.registered else LOST, "admin": v.admin,
+                "capacity": v.capacity_wire(), "free": v.free_wire(), "containers": len(v.containers)}
+
+
+class HostRegistry:
+    def __init__(self, index: HostIndex, settings: ResManSettings) -> None:
+        self.index = index
+        self.settings = settings
+        self.entries: dict[str, HostEntry] = {}
+        self._poll_order: deque[str] = deque()
+        self._polled: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, host_id: str) -> HostEntry | None:
+        return self.entries.get(host_id)
+
+    def need(self, host_id: str) -> HostEntry:
+        entry = self.entries.get(host_id)
+        if entry is None:
+            raise NotFound(f"no host {host_id!r}", field="host")
+        return entry
+
+    # ---- from state ---------------------------------------------------------------------------
+    def load(self, host_id: str, record: dict[str, Any], now: float) -> HostEntry:
+        """A host a previous leader knew: not registered yet; lost only after a silent period."""
+        admin = record.get("admin", ONLINE)
+        entry = HostEntry(HostView(host_id, record.get("pool") or "default", frozenset(record.get("labels") or ())),
+                          status=ALIVE, last_heard=now, persisted=True,
+                          pool_override=record.get("pool"), labels_override=record.get("labels"))
+        entry.view.admin = admin if admin in ADMIN_STATES else ONLINE
+        self.entries[host_id] = entry
+        self.index.add(entry.view)
+        return entry
+
+    # ---- registration -------------------------------------------------------------------------
+    def register(self, facts: dict[str, Any], now: float) -> HostEntry:
+        host_id = facts["id"]
+        entry = self.entries.get(host_id)
+        if entry is None:
+            entry = HostEntry(HostView(host_id))
+            self.entries[host_id] = entry
+        entry.agent_pool = facts.get("pool") or "default"
+        entry.agent_labels = [str(x) for x in facts.get("labels") or ()]
+        entry.port_range = list(facts.get("port_range") or ())
+        view = entry.view
+        view.address = str(facts.get("address") or "")
+        view.set_capacity(facts.get("capacity") or {}, facts.get("disks"))
+        pool = entry.pool_override or entry.agent_pool
+        labels = entry.labels_override if entry.labels_override is not None else entry.agent_labels
+        self.index.update(view, pool=pool, labels=labels)
+        if host_id not in self._polled:
+            self._polled.add(host_id)
+            self._poll_order.append(host_id)
+        entry.registered = True
+        entry.connected = True
+        self.heard(entry, now)
+        entry.next_poll = now + self.settings.poll_interval
+        return entry
+
+    def heard(self, entry: HostEntry, now: float) -> None:
+        entry.last_heard = now
+        if entry.status != ALIVE:
+            entry.status = ALIVE
+        entry.view.alive = entry.registered
+
+    # ---- liveness -----------------------------------------------------------------------------
+    def due_polls(self, now: float) -> list[HostEntry]:
+        """Hosts whose next poll is due, in a rotating order (so polls spread over the interval)."""
+        due: list[HostEntry] = []
+        order = self._poll_order
+        for _ in range(len(order)):
+            host_id = order[0]
+            entry = self.entries.get(host_id)
+            if entry is None or not entry.registered:
+                order.popleft()
+                self._polled.discard(host_id)
+                continue
+            if entry.next_poll > now:
+                break
+            order.rotate(-1)
+            entry.next_poll = now + self.settings.poll_interval
+            if entry.connected and not entry.polling and entry.status == ALIVE:
+                due.append(entry)
+        return due
+
+    def newly_lost(self, now: float) -> list[HostEntry]:
+        cutoff = now - self.settings.lost_seconds
+        lost = []
+        for entry in self.entries.values():
+            if entry.status == ALIVE and entry.last_heard < cutoff:
+                entry.status = LOST
+                entry.view.alive = False
+                entry.registered = False
+                entry.lost_handled = False
+                entry.polling = False
+                lost.append(entry)
+        return lost
+
+    # ---- administration -----------------------------------------------------------------------
+    def set_admin(self, host_id: str, admin: str) -> HostEntry:
+        if admin not in ADMIN_STATES:
+            raise InvalidInput(f"expected one of {', '.join(ADMIN_STATES)}", field="admin")
+        entry = self.need(host_id)
+        entry.view.admin = admin
+        return entry
+
+    def set_labels(self, host_id: str, add: list[str], remove: list[str]) -> HostEntry:
+        entry = self.need(host_id)
+        labels = (set(entry.view.labels) | set(add)) - set(remove)
+        entry.labels_override = sorted(labels)
+        self.index.update(entry.view, labels=labels)
+        return entry
+
+    def move(self, host_id: str, pool: str) -> HostEntry:
+        entry = self.need(host_id)
+        entry.pool_override = pool
+        self.index.update(entry.view, pool=pool)
+        return entry
+
+    def listing(self, pool: str | None = None) -> list[dict[str, Any]]:
+        return [e.to_wire() for _, e in sorted(self.entries.items()) if pool is None or e.view.pool == pool]
