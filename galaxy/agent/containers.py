@@ -244,6 +244,15 @@ class ContainerManager:
         for cid in list(self._records):
             self.destroy(cid)
 
+    def purge(self) -> None:
+        """Take this Agent off the host for good: every container, its parent cgroup, its iptables chain
+        and port reservation. For decommissioning and for test teardown; an Agent restart never does this."""
+        try:
+            self.destroy_all()
+        finally:
+            self.ports.close(remove_rules=True)
+            self.driver.remove(f"galaxy-{self.agent_id}")
+
     # -- observing -----------------------------------------------------------------------------
     def poll(self) -> list[dict[str, Any]]:
         """Notice containers whose PID 1 ended; returns (and reports) their new state."""

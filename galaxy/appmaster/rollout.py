@@ -8,7 +8,8 @@ Rules:
 * at most `step` pods are *in flight* (told to move, not yet settled);
 * a pod settles `pause_between` seconds after it is RUNNING at the target version, which frees its slot;
 * with a `breakpoint` N, no pod beyond the N-th is admitted, and once the first N have settled the
-  rollout pauses (the breakpoint is then spent);
+  rollout pauses (the breakpoint is then spent — also when it is reached during a manual pause, so a
+  resume never meets the same breakpoint twice);
 * each failure of an in-flight pod counts; more than `max_failures` marks the rollout failed, which
   admits nothing more until `resume` (that forgives the failures) or a rollback;
 * pods already at the target, and new pods that never ran anything, are not moved by the rollout:
@@ -91,11 +92,13 @@ class Rollout:
                 del self.in_flight[pod]
                 self.done.append(pod)
                 events.append(f"settled:{pod}")
-        if (self.breakpoint is not None and not self.in_flight and len(self.done) >= self.breakpoint
-                and not self.paused):
-            self.paused = True
+        if self.breakpoint is not None and not self.in_flight and len(self.done) >= self.breakpoint:
+            # Reached: the breakpoint is spent either way. If the user had already paused, the rollout
+            # is held right here, and their resume must not meet the same breakpoint a second time.
             self.breakpoint = None
-            events.append("breakpoint")
+            if not self.paused:
+                self.paused = True
+                events.append("breakpoint")
         return events
 
     # ---- control ---------------------------------------------------------------------------------

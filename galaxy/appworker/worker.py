@@ -146,6 +146,22 @@ class Worker:
                 self._published = (self._report.seq, self._report.to_wire())
             self.reporter.poke()
 
+    def _count_restart(self) -> None:
+        """Count a restart without publishing it alone: it goes out with the status change that follows
+        at once (STARTING / STOPPING). Published alone, the old failure status under a new ``seq`` would
+        make the master count the failure it is retrying a second time."""
+        self._report.restarts += 1
+
+    def _note(self, message: str) -> None:
+        """Change only the message, keeping ``seq``: the master counts a failure once per ``seq``, so a
+        remark about a failure already reported (a restart's countdown) must not look like a new one."""
+        if self._report.message == message:
+            return
+        self._report.message = message
+        with self._publish_lock:
+            self._published = (self._report.seq, self._report.to_wire())
+        self.reporter.poke()
+
     def _schedule(self, name: str, delay: float) -> None:
         self._timer_counter += 1
         self._timer_ids[name] = self._timer_counter
@@ -226,7 +242,7 @@ class Worker:
             if cmd.delay > 0:
                 if "restart" not in self._timer_ids:
                     self._schedule("restart", cmd.delay)
-                    self._set(message=f"restarting in {cmd.delay:g} s")
+                    self._note(f"restarting in {cmd.delay:g} s")
                 return
             self._restart()
             return
@@ -241,7 +257,7 @@ class Worker:
             if self._service is not None and self._service.alive:
                 return
             if self._report.status in FAILED_RUN:
-                self._set(restarts=self._report.restarts + 1)
+                self._count_restart()
             self._start(plan)
         elif cmd.command == "update":
             self._failure_status = "UPDATE_FAILED"
@@ -393,7 +409,7 @@ class Worker:
             if self._master_lost and self._report.status in FAILED_RUN and self._plan is not None:
                 self._local_attempts += 1
                 self._pending_program = self._program
-                self._set(restarts=self._report.restarts + 1)
+                self._count_restart()
                 self._start(self._plan)
 
     def _running(self) -> None:
@@ -428,7 +444,9 @@ class Worker:
         tail = self.stderr_log.tail(400).strip().splitlines()[-2:]
         reason = info.describe() + (" (out of memory)" if fields["oom"] else "") + \
             (": " + " | ".join(tail) if tail else "")
-        if self._report.status == "STARTING":
+        # A clean exit 0 is no failed start: it is a batch job done before it settled (the master, which
+        # knows the job's type, calls it success or a service's exit).
+        if self._report.status == "STARTING" and not (info.exit_code == 0 and info.signal is None):
             self._fail_start(f"start command {reason} before it was healthy")
             return
         self._busy = None
@@ -449,7 +467,7 @@ class Worker:
         if self._report.status == "EXITED" and self._report.exit_code == 0:
             return  # a clean exit (a batch job's success) is not a failure to retry
         if self._local_attempts >= plan.restart.max_retries:
-            self._set(message=self._report.message + f" (no master; gave up after {self._local_attempts} local restarts)")
+            self._note(self._report.message + f" (no master; gave up after {self._local_attempts} local restarts)")
             return
         delay = plan.restart.delay(self._local_attempts)
         self._schedule("local_restart", delay)
@@ -459,7 +477,7 @@ class Worker:
         if plan is None:
             return
         self._pending_program = self._program
-        self._set(restarts=self._report.restarts + 1)
+        self._count_restart()
         if self._service is not None and self._service.alive:
             self._begin_stop(then="restart")
         else:

@@ -178,6 +178,11 @@ class LocalCluster:
             "log_level": "info",
         }
         if role == "agent":
+            # The id names the Agent's kernel objects (cgroups `galaxy-<id>`, disk images), and an Agent
+            # removes cgroups under its name that it has no record of: clusters running side by side on
+            # one machine must never share one, so it carries the network's unique prefix.
+            assert self.network is not None
+            config["id"] = f"{name}-{self.network.prefix}"
             (home / "ssd").mkdir(parents=True, exist_ok=True)
             config["agent"] = {
                 "pool": self.agent_pools.get(index, "default"), "address": host.address,
@@ -336,8 +341,7 @@ class LocalCluster:
             with in_netns(comp.netns):
                 manager = ContainerManager(config.id, config.state_dir, config.agent)
                 manager.start()
-                manager.destroy_all()
-                manager.ports.close(remove_rules=True)
+                manager.purge()
         except GalaxyError as err:
             return [f"{comp.name}: {err}"]
         return []

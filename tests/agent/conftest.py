@@ -66,7 +66,4 @@ def manager(net: TestNetwork, agent_dirs: dict[str, str], agent_id: str) -> Iter
         try:
             yield mgr
         finally:
-            try:
-                mgr.destroy_all()
-            finally:
-                mgr.ports.close(remove_rules=True)
+            mgr.purge()

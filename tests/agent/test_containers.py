@@ -93,7 +93,7 @@ def test_restart_readopts_running_containers(manager: ContainerManager, agent_di
         assert again.destroy("web-1")
         assert leftovers(again, "web-1") == []
     finally:
-        again.destroy_all()
+        again.purge()
 
 
 def test_half_made_container_is_removed_on_start(manager: ContainerManager, agent_dirs: dict[str, str],

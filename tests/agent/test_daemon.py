@@ -101,8 +101,7 @@ def clean_agent(host: TestHost, config: Path) -> None:
     with host.netns():
         manager = ContainerManager(cfg.id, cfg.state_dir, cfg.agent)
         manager.start()
-        manager.destroy_all()
-        manager.ports.close(remove_rules=True)
+        manager.purge()
 
 
 def test_agent_survives_sigkill_and_readopts(setup: tuple[TestNetwork, FakeResMan, Path]) -> None:

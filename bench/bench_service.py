@@ -1,0 +1,140 @@
+"""Submit → all RUNNING for 200 instances of a small service on ONE host, beside circus.
+
+Galaxy: a real cluster (ZooKeeper, ResMan, AppMaster on a control test host, one Agent on its own
+test host, galaxy/testing/cluster.py); one job of 200 replicas of `python3 -m http.server
+$GALAXY_PORT_HTTP` (each in its own container: cgroups, namespaces, a reserved port, an AppWorker as
+PID 1). The clock runs from `galaxy job submit` until every port found through naming accepts a TCP
+connection from the control host.
+
+Baseline, same run, same machine: circusd with 200 watchers of the same command on 200 ports, inside
+a test host of its own; the clock runs from launching circusd until all 200 ports accept.
+
+Everything is torn down afterwards (cluster.stop(), the network's close ends circusd by its PID).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench._table import Row
+from galaxy.coord import Naming, Paths
+from galaxy.testing.cluster import LocalCluster
+from galaxy.testing.netns import TestHost, TestNetwork
+
+INSTANCES = 200
+BASE_PORT = 23000
+TIMEOUT = 150.0
+
+JOB = f"""\
+name: bench-http
+replicas: {INSTANCES}
+resources: {{cpu: 0.005, memory: 64Mi, ports: [{{name: http}}]}}
+program:
+  version: "1"
+  start: python3 -m http.server $GALAXY_PORT_HTTP
+restart: {{max_retries: 3, backoff: 1s..2s}}
+"""
+
+
+def _accepts(host: TestHost, address: str, port: int) -> bool:
+    with host.netns():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_all_accept(host: TestHost, targets: set[tuple[str, int]], deadline: float) -> None:
+    waiting = set(targets)
+    while waiting:
+        waiting = {t for t in waiting if not _accepts(host, *t)}
+        if waiting and time.monotonic() > deadline:
+            raise TimeoutError(f"{len(waiting)} of {len(targets)} ports never accepted")
+        if waiting:
+            time.sleep(0.1)
+
+
+def _circus_config(work: Path) -> Path:
+    lines = ["[circus]", "check_delay = 5", "endpoint = tcp://127.0.0.1:25555",
+             "pubsub_endpoint = tcp://127.0.0.1:25556", "statsd = false", ""]
+    for i in range(INSTANCES):
+        lines += [f"[watcher:http{i}]", f"cmd = python3 -m http.server {BASE_PORT + i}",
+                  f"working_dir = {work}", "warmup_delay = 0", "numprocesses = 1", "copy_env = true",
+                  "stdout_stream.class = FileStream", f"stdout_stream.filename = {work}/http{i}.log", ""]
+    path = work / "circus.ini"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def circus_seconds(work: Path) -> float:
+    config = _circus_config(work)
+    with TestNetwork(f"gxbc{uuid.uuid4().hex[:4]}", hosts=1) as net:
+        host = net.host(1)
+        with open(work / "circusd.log", "wb") as log:
+            started = time.monotonic()
+            host.popen([str(Path(sys.executable).parent / "circusd"), str(config)], stdout=log,
+                       stderr=subprocess.STDOUT)
+        _wait_all_accept(host, {("127.0.0.1", BASE_PORT + i) for i in range(INSTANCES)}, started + TIMEOUT)
+        return time.monotonic() - started
+
+
+def galaxy_seconds(work: Path) -> tuple[float, float]:
+    """(submit → all ports accept, submit → job RUNNING as `job show` says)."""
+    cluster = LocalCluster(work / "cluster", agents=1, prefix=f"gxbs{uuid.uuid4().hex[:4]}",
+                           port_range="21000-21999").start()
+    try:
+        spec = work / "bench-http.yaml"
+        spec.write_text(JOB)
+        started = time.monotonic()
+        done = cluster.cli("job", "submit", str(spec))
+        if done.returncode != 0:
+            raise RuntimeError(f"submit failed: {done.stderr}")
+        deadline = started + TIMEOUT
+        with cluster.zk() as client:
+            naming = Naming(client, Paths(cluster.cluster))
+            while True:
+                records = naming.resolve("bench-http")
+                if len(records) >= INSTANCES and all(r["status"] == "RUNNING" for r in records.values()):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{sum(r['status'] == 'RUNNING' for r in records.values())} of "
+                                       f"{INSTANCES} instances RUNNING after {TIMEOUT:g} s")
+                time.sleep(0.2)
+        running = time.monotonic() - started
+        targets = {(r["address"], int(r["ports"]["http"])) for r in records.values()}
+        _wait_all_accept(cluster.control, targets, deadline)
+        accepting = time.monotonic() - started
+        return accepting, running
+    finally:
+        cluster.stop()
+
+
+def run() -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="galaxy-bench-service-") as tmp:
+        work = Path(tmp)
+        (work / "circus").mkdir()
+        (work / "galaxy").mkdir()
+        baseline = circus_seconds(work / "circus")
+        accepting, running = galaxy_seconds(work / "galaxy")
+    return [
+        Row("service", f"submit -> {INSTANCES} instances accepting, one host", accepting, "s", baseline,
+            "circus", target=1.5, better="lower"),
+        Row("service", f"submit -> {INSTANCES} instances RUNNING in naming", running, "s", baseline,
+            "circus", better="lower"),
+    ]
+
+
+if __name__ == "__main__":
+    from bench._table import render
+
+    print(render(run()))
