@@ -49,7 +49,11 @@ def mount_plan(spec: ContainerSpec) -> list[Step]:
     def inside(path: str) -> str:
         return root + path
 
-    steps: list[Step] = [("tmpfs", root, MS_NOSUID | MS_NODEV, "mode=755,size=1m,nr_inodes=16k")]
+    steps: list[Step] = [("tmpfs", root, MS_NOSUID | MS_NODEV, "mode=755,size=1m,nr_inodes=16k"),
+                         # /tmp before the system dirs: a Python or checkout that lives under /tmp (a CI
+                         # clone, say) must land on top of the container's private /tmp, not under it.
+                         ("tmpfs", inside("/tmp"), MS_NOSUID | MS_NODEV,
+                          f"mode=1777,size={spec.limits.memory_bytes}")]
     for path in sorted(spec.system_mounts, key=lambda p: (p.count("/"), p)):
         path = os.path.normpath(path)
         if os.path.islink(path):
@@ -71,8 +75,6 @@ def mount_plan(spec: ContainerSpec) -> list[Step]:
     for name, target in DEV_LINKS:
         steps.append(("symlink", target, inside(f"/dev/{name}")))
     steps.append(("tmpfs", inside("/dev/shm"), MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777"))
-    steps.append(("tmpfs", inside("/tmp"), MS_NOSUID | MS_NODEV,
-                  f"mode=1777,size={spec.limits.memory_bytes}"))
     steps.append(("bind", spec.work_dir, inside(WORK_DIR_INSIDE), ATTR_NOSUID | ATTR_NODEV, True))
     # Shallow targets first, so a mount at /data/logs lands on top of one at /data, not under it.
     for mount in sorted(spec.mounts, key=lambda m: m.container_path.count("/")):

@@ -111,3 +111,13 @@ def test_plan_orders_and_flags_mounts(tmp_path) -> None:
     assert targets.index(root + "/data") < targets.index(root + "/data/logs")
     assert not binds["/galaxy/work"][3] & 0x1
     assert ("proc", root + "/proc") in steps
+
+
+def test_system_dirs_under_tmp_land_on_top_of_the_private_tmp(tmp_path) -> None:
+    # A checkout or virtualenv under /tmp (a CI clone) must stay visible inside the container.
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    steps = mount_plan(spec(tmp_path, system_mounts=["/usr", str(venv)]))
+    root = str(tmp_path / "rootfs")
+    targets = [s[2] if s[0] in ("bind", "symlink") else s[1] for s in steps]
+    assert targets.index(root + "/tmp") < targets.index(root + str(venv))
