@@ -19,9 +19,14 @@ from galaxy.daemon.config import DaemonConfig
 from galaxy.daemon.keys import TrustedKeys
 from galaxy.errors import GalaxyError, InvalidInput
 from galaxy.mesh import Client, Keypair, Request
-from galaxy.protocol import AgentMethods, ContainerRequest, ResManMethods
+from galaxy.protocol import AgentMethods, ContainerRequest, ResManApi
 
 log = logging.getLogger(__name__)
+
+# Blocking handlers (creates, destroys, listings) run on this many threads. A create mostly waits for
+# its shim to report, so more than ResMan's `creates_per_host` (4) in flight keeps the host busy and
+# leaves a thread for a listing or a destroy meanwhile.
+CREATE_WORKERS = 8
 
 
 class AgentDaemon:
@@ -39,7 +44,8 @@ class AgentDaemon:
     # -- mesh ----------------------------------------------------------------------------------
     def _make_client(self, leader: LeaderInfo) -> Client:
         client = Client(leader.endpoint, leader.public_key, self.keypair, self.config.id,
-                        heartbeat_interval=self.config.heartbeat_interval, name="agent")
+                        heartbeat_interval=self.config.heartbeat_interval, name="agent",
+                        workers=CREATE_WORKERS)
         client.route(AgentMethods.RESOURCES, self._resources, blocking=True)
         client.route(AgentMethods.LIST, lambda req: self.manager.list(usage=True), blocking=True)
         client.route(AgentMethods.CREATE, self._create, blocking=True)
@@ -66,6 +72,17 @@ class AgentDaemon:
         log.info("ResMan leader is %s at %s", leader.identity, leader.endpoint)
         self._register_soon()
 
+    def _on_master(self, leader: LeaderInfo | None) -> None:
+        """Watch callback: remember the AppMaster leader for the next containers' env (a hint only;
+        the worker falls back to ZooKeeper when it is stale). The same record the worker would read
+        itself, so it is trusted exactly as far as the worker would trust it."""
+        if leader is None:
+            self.manager.master_hint = {}
+            return
+        self.manager.master_hint = {"GALAXY_MASTER_ENDPOINT": leader.endpoint,
+                                    "GALAXY_MASTER_KEY": leader.public_key,
+                                    "GALAXY_MASTER_ID": leader.identity}
+
     def _register_soon(self) -> None:
         threading.Thread(target=self._register, name="agent-register", daemon=True).start()
 
@@ -82,7 +99,7 @@ class AgentDaemon:
         if client is None:
             return
         try:
-            client.call(ResManMethods.REGISTER, self.facts(), timeout=5.0)
+            client.call(ResManApi.REGISTER, self.facts(), timeout=5.0)
             log.info("registered with ResMan")
         except GalaxyError as err:
             log.warning("registration with ResMan failed (%s); will retry on the next connection", err)
@@ -90,11 +107,14 @@ class AgentDaemon:
     def _report(self, info: dict[str, Any]) -> None:
         client = self._client
         if client is not None:
-            client.send_event(ResManMethods.CONTAINER_STATE, info)
+            client.send_event(ResManApi.CONTAINER_STATE, info)
 
     # -- handlers ------------------------------------------------------------------------------
     def _resources(self, req: Request) -> dict[str, Any]:
-        return self.manager.resources()
+        """The poll answer carries the registration facts too: a ResMan that declared this host lost
+        while the Agent was paused (SIGSTOP, a frozen VM) re-admits it from a poll, because the Agent
+        itself may never notice it was gone and so never registers again on its own."""
+        return self.facts()
 
     def _create(self, req: Request) -> dict[str, Any]:
         return self.manager.create(ContainerRequest.from_wire(req.body))
@@ -119,6 +139,7 @@ class AgentDaemon:
         self.manager.start()
         zk = connect(self.config.zookeeper, session_timeout=self.config.session_timeout)
         watch = watch_leader(zk, self.paths, "resman", self._on_leader)
+        master_watch = watch_leader(zk, self.paths, "appmaster", self._on_master)
         try:
             while not self.stop_event.wait(1.0):
                 try:
@@ -126,6 +147,7 @@ class AgentDaemon:
                 except GalaxyError:
                     log.exception("polling containers failed")
         finally:
+            master_watch.cancel()
             watch.cancel()
             if self._client is not None:
                 self._client.close()

@@ -12,7 +12,8 @@ from galaxy.protocol.container import (
     MountAsk,
     PortAsk,
 )
-from galaxy.protocol.methods import AgentMethods, ResManMethods
+from galaxy.protocol.methods import AgentMethods
+from galaxy.protocol.resman import ResManApi
 
 __all__ = ["CONTAINER_STATES", "ContainerRequest", "DiskAsk", "MountAsk", "PortAsk", "AgentMethods",
-           "ResManMethods"]
+           "ResManApi"]

@@ -11,11 +11,3 @@ class AgentMethods:
     DESTROY = "container.destroy"          # {id} -> {id, destroyed: bool}
     LIST = "container.list"                # -> [container]
     LOGS = "container.logs"                # {id, stream, tail} -> {lines}
-
-
-class ResManMethods:
-    """Served by ResMan."""
-
-    REGISTER = "agent.register"            # Agent -> ResMan on (re)connect: host facts + containers
-    CONTAINER_STATE = "container.state"    # event Agent -> ResMan: a container changed state
-    HOSTS = "hosts.list"
