@@ -51,6 +51,21 @@ def disconnected(engine: Engine, host_id: str) -> None:
         entry.connected = False
 
 
+def rejoined(engine: Engine, host_id: str) -> None:
+    """A known host is heard on the mesh again (after the mesh had lost it): poll it again.
+
+    An Agent paused past the lost timeout (SIGSTOP, a frozen VM) resumes with its connection intact
+    and, from its side, nothing happened, so it does not register again. Lost hosts that are still
+    (or again) connected keep being polled; the Agent's poll answer carries its registration facts,
+    and `polled` takes such an answer from an unregistered host as a registration: the host is back,
+    and its old containers, which no record places there any more, are destroyed. Identities that are
+    not hosts (admin clients, AppMasters) are ignored.
+    """
+    entry = engine.hosts.get(host_id)
+    if entry is not None:
+        entry.connected = True
+
+
 def event(engine: Engine, host_id: str, info: dict[str, Any]) -> None:
     entry = engine.hosts.get(host_id)
     if entry is None or not entry.registered:
@@ -78,7 +93,14 @@ def poll_due(engine: Engine, now: float) -> None:
 
 def polled(engine: Engine, entry: HostEntry, sent: float, answered: float, future: Future[Any]) -> None:
     entry.polling = False
-    if future.exception() is not None or engine.hosts.get(entry.id) is not entry or not entry.registered:
+    if future.exception() is not None or engine.hosts.get(entry.id) is not entry:
+        return
+    if not entry.registered:
+        body = future.result()
+        if isinstance(body, dict) and body.get("id") == entry.id and isinstance(body.get("capacity"), dict) \
+                and isinstance(body.get("free"), dict) and isinstance(body.get("containers", []), list):
+            log.warning("agent %s answered a poll while not registered: taking it as a registration", entry.id)
+            registered(engine, body, answered)
         return
     engine.poll_latencies.append(answered - sent)
     engine.stats["polls"] += 1

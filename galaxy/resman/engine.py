@@ -266,6 +266,9 @@ class Engine:
     def agent_lost(self, host_id: str) -> None:
         self.post(lambda: agentio.disconnected(self, host_id))
 
+    def agent_joined(self, host_id: str) -> None:
+        self.post(lambda: agentio.rejoined(self, host_id))
+
     def request(self, host_id: str, method: str, body: Any, timeout: float,
                 done: Callable[[Future[Any], float], None]) -> None:
         """Send a request to an Agent; `done(future, answered_at)` runs later in the loop thread."""

@@ -125,7 +125,7 @@ class HostRegistry:
         for _ in range(len(order)):
             host_id = order[0]
             entry = self.entries.get(host_id)
-            if entry is None or not entry.registered:
+            if entry is None:
                 order.popleft()
                 self._polled.discard(host_id)
                 continue
@@ -133,7 +133,9 @@ class HostRegistry:
                 break
             order.rotate(-1)
             entry.next_poll = now + self.settings.poll_interval
-            if entry.connected and not entry.polling and entry.status == ALIVE:
+            # A lost host stays in the rotation while the mesh still reaches it: an Agent that was
+            # only paused answers, and its answer re-registers it (agentio.polled).
+            if entry.connected and not entry.polling:
                 due.append(entry)
         return due
 

@@ -65,6 +65,7 @@ def serve(engine: Engine, server: Server) -> None:
     server.route(ResManApi.REGISTER, register)
     server.on_event(ResManApi.CONTAINER_STATE, container_state)
     server.on_peer_lost(lambda peer: engine.agent_lost(peer.identity))
+    server.on_peer_joined(lambda peer: engine.agent_joined(peer.identity))
     blocking = {
         ResManApi.GROUP_CREATE: lambda r: groups.create(r.body),
         ResManApi.GROUP_UPDATE: lambda r: groups.update(r.body),

@@ -278,11 +278,17 @@ class LocalCluster:
 
     # -- failures on purpose -------------------------------------------------------------------
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Signal one component by its PID and wait for it to end (SIGKILL = a crash)."""
+        """Signal one component by its PID and wait for it to end (SIGKILL = a crash).
+
+        SIGSTOP and SIGCONT pause and resume it (a hung host, a frozen VM): they return at once and
+        the component keeps its PID, so it can be resumed, stopped or signalled again.
+        """
         comp = self.state.components[name]
         if comp.pid is None:
             return
         _signal_pid(comp.pid, comp.argv, sig)
+        if sig in (signal.SIGSTOP, signal.SIGCONT):
+            return
         proc = self.procs.get(name)
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -300,20 +306,26 @@ class LocalCluster:
     def stop(self) -> list[str]:
         """End every component (agents first), remove what the Agents made, delete the namespaces."""
         problems: list[str] = []
-        order = sorted(self.state.components.values(),
-                       key=lambda c: {"agent": 0, "appmaster": 1, "resman": 2, "zookeeper": 3}[c.role])
-        for comp in order:
-            if comp.pid is not None:
-                _signal_pid(comp.pid, comp.argv, signal.SIGTERM)
-        for comp in order:
-            if comp.pid is not None and not _wait_gone(comp.pid, 10.0):
-                _signal_pid(comp.pid, comp.argv, signal.SIGKILL)
-                _wait_gone(comp.pid, 10.0)
-            proc = self.procs.pop(comp.name, None)
-            if proc is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=5)
-            comp.pid = None
+        ranks = {"agent": 0, "appmaster": 1, "resman": 2, "zookeeper": 3}
+        order = sorted(self.state.components.values(), key=lambda c: ranks[c.role])
+        # One role at a time, each waited for before the next is told: a daemon that closes its
+        # ZooKeeper session while ZooKeeper itself is going away waits out its close timeout, which
+        # had every teardown pay ~10 s and then a SIGKILL.
+        for rank in sorted({ranks[c.role] for c in order}):
+            tier = [c for c in order if ranks[c.role] == rank]
+            for comp in tier:
+                if comp.pid is not None:
+                    _signal_pid(comp.pid, comp.argv, signal.SIGCONT)     # a paused one must run to end
+                    _signal_pid(comp.pid, comp.argv, signal.SIGTERM)
+            for comp in tier:
+                if comp.pid is not None and not _wait_gone(comp.pid, 10.0):
+                    _signal_pid(comp.pid, comp.argv, signal.SIGKILL)
+                    _wait_gone(comp.pid, 10.0)
+                proc = self.procs.pop(comp.name, None)
+                if proc is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=5)
+                comp.pid = None
         for comp in order:
             if comp.role == "agent":
                 problems += self._clean_agent(comp)
