@@ -186,7 +186,7 @@ def find_loops(image_path: str, bound: dict[str, str] | None = None) -> list[str
     """All loop devices bound to this image file (normally at most one), in device order."""
     try:
         st = os.stat(image_path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no image (or its host disk path is not a dir)
         return []
     real = os.path.realpath(image_path)
     devices = []

@@ -57,3 +57,11 @@ def test_ensure_disk_names_the_bad_argument_before_touching_anything(kwargs: dic
     with pytest.raises(InvalidInput) as caught:
         ensure_disk(**kwargs)
     assert caught.value.field == field
+
+
+def test_find_loop_under_a_path_that_is_not_a_directory_is_none(tmp_path) -> None:
+    from galaxy.disk import find_loop
+
+    blocker = tmp_path / "disk"
+    blocker.write_text("a file where a host disk directory should be")
+    assert find_loop(str(blocker / "galaxy-a" / "c1" / "0.img")) is None
