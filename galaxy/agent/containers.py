@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,20 @@ from galaxy.protocol import ContainerRequest
 
 log = logging.getLogger(__name__)
 
+APPWORKER_MODULE = "galaxy.appworker.main"
+
+
+def local_interpreter(argv: list[str]) -> list[str]:
+    """Run the AppWorker (`<python> -m galaxy.appworker.main`) with this Agent's own Python.
+
+    The AppMaster names the interpreter by its path on the AppMaster's host; the container mounts the
+    Agent's Python (see `default_system_mounts`), which differs from it whenever the two run from
+    different releases (an upgrade rolls the AppMaster before the Agents) or different prefixes.
+    """
+    if len(argv) >= 3 and argv[1:3] == ["-m", APPWORKER_MODULE]:
+        return [sys.executable, *argv[1:]]
+    return argv
+
 
 class ContainerManager:
     def __init__(self, agent_id: str, state_dir: str, settings: AgentSettings,
@@ -60,6 +75,9 @@ class ContainerManager:
         self._procs: dict[str, ContainerProcess] = {}
         self._lock = threading.RLock()          # guards the two maps
         self._busy: set[str] = set()            # ids with a create/destroy under way
+        # The AppMaster leader as last seen in ZooKeeper (set by the daemon), passed to every new
+        # container so its AppWorker can dial the master without a ZooKeeper session of its own.
+        self.master_hint: dict[str, str] = {}
 
     # -- naming --------------------------------------------------------------------------------
     def cgroup_name(self, container_id: str) -> str:
@@ -77,14 +95,14 @@ class ContainerManager:
                "GALAXY_CPU": f"{req.cpu:g}", "GALAXY_MEMORY": str(req.memory),
                **{f"GALAXY_PORT_{name.upper().replace('-', '_')}": str(port)
                   for name, port in record.ports.items()},
-               **req.env}
+               **req.env, **self.master_hint}
         mounts = [BindMount(d.mount_point, d.path, False) for d in record.disks]
         mounts += [BindMount(m.host, m.path, m.readonly) for m in req.mounts]
         return ContainerSpec(
             id=req.id, cgroup=self.cgroup_name(req.id),
             limits=CgroupLimits(cpu_cores=req.cpu, cpu_excess=req.cpu_excess, memory_bytes=req.memory,
                                 pids_max=req.pids),
-            argv=list(req.argv), env=env, state_dir=str(cdir), work_dir=str(cdir / "work"),
+            argv=local_interpreter(list(req.argv)), env=env, state_dir=str(cdir), work_dir=str(cdir / "work"),
             mounts=mounts, system_mounts=self.system_mounts,
             run_as=None if req.init_as_root else (record.uid, record.gid),
             hostname=req.id,
@@ -218,16 +236,21 @@ class ContainerManager:
         return True
 
     def _teardown(self, record: ContainerRecord) -> None:
-        """Undo every step of a container, whatever state it reached; each step is idempotent."""
+        """Undo every step of a container, whatever state it reached; each step is idempotent.
+
+        A kernel step that fails with an OSError (a broken host disk path, say) is collected like a
+        GalaxyError: the cpu, memory, ports and disk space are released in memory either way, so one
+        failed creation never shrinks what this host offers.
+        """
         errors: list[str] = []
         try:
             destroy(self.spec_for(record), self.driver)
-        except GalaxyError as err:
+        except (GalaxyError, OSError) as err:
             errors.append(str(err))
         for disk in record.disks:
             try:
                 release_disk(disk.image, disk.mount_point)
-            except GalaxyError as err:
+            except (GalaxyError, OSError) as err:
                 errors.append(str(err))
         self.ports.release(record.id)
         self.disks.free(record.id)

@@ -20,11 +20,7 @@ import json
 import os
 import shutil
 import stat
-import tarfile
-import urllib.error
 import urllib.parse
-import urllib.request
-import zipfile
 from pathlib import Path, PurePosixPath
 
 from galaxy.appworker.exec import run_command
@@ -59,10 +55,15 @@ def fetch(url: str, dest_dir: Path, *, timeout: float = FETCH_TIMEOUT) -> Path:
         except OSError as err:
             raise DeployError(f"cannot read package {url}: {err.strerror or err}") from None
     elif parsed.scheme in ("http", "https"):
+        # Imported here, not at the top: http.client + email cost every worker ~15 ms of start-up,
+        # and most programs have no http package.
+        from urllib.error import URLError
+        from urllib.request import urlopen
+
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as reply, open(target, "wb") as out:
+            with urlopen(url, timeout=timeout) as reply, open(target, "wb") as out:
                 shutil.copyfileobj(reply, out, 1 << 20)
-        except (urllib.error.URLError, OSError, ValueError) as err:
+        except (URLError, OSError, ValueError) as err:
             raise DeployError(f"cannot fetch package {url}: {getattr(err, 'reason', err)}") from None
     else:
         raise DeployError(f"package {url!r}: unsupported scheme {parsed.scheme!r} (file, http, https)")
@@ -71,7 +72,13 @@ def fetch(url: str, dest_dir: Path, *, timeout: float = FETCH_TIMEOUT) -> Path:
 
 def unpack(archive: Path, dest: Path) -> bool:
     """Unpack a tar (any compression) or zip archive into ``dest``, judged by content; False if the
-    file is no archive (it stays as it is: a single binary, a script)."""
+    file is no archive (it stays as it is: a single binary, a script).
+
+    tarfile and zipfile are imported only here: most programs ship no package, and every worker on
+    a host pays its imports in CPU time, under its container's CPU quota."""
+    import tarfile
+    import zipfile
+
     if zipfile.is_zipfile(archive):
         _unzip(archive, dest)
         return True
@@ -82,6 +89,8 @@ def unpack(archive: Path, dest: Path) -> bool:
 
 
 def _untar(archive: Path, dest: Path) -> None:
+    import tarfile
+
     root = dest.resolve()
     try:
         with tarfile.open(archive) as tar:
@@ -100,6 +109,8 @@ def _untar(archive: Path, dest: Path) -> None:
 
 
 def _unzip(archive: Path, dest: Path) -> None:
+    import zipfile
+
     root = dest.resolve()
     try:
         with zipfile.ZipFile(archive) as zf:

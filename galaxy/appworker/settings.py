@@ -15,6 +15,9 @@ from pathlib import Path
 from galaxy.errors import InvalidInput
 
 SECRET_VARS = ("GALAXY_WORKER_KEY", "GALAXY_WORKER_PUB")
+# The AppMaster leader the Agent knew when it made the container: a hint that spares the worker a
+# ZooKeeper session (galaxy/appworker/link.py). Worker plumbing, so not passed on to the service.
+MASTER_HINT_VARS = ("GALAXY_MASTER_ENDPOINT", "GALAXY_MASTER_KEY", "GALAXY_MASTER_ID")
 REQUIRED_VARS = ("GALAXY_CONTAINER_ID", "GALAXY_GROUP", "GALAXY_ZOOKEEPER", "GALAXY_CLUSTER",
                  "GALAXY_WORKER_KEY", "GALAXY_WORKER_PUB", "GALAXY_UID", "GALAXY_GID")
 PORT_PREFIX = "GALAXY_PORT_"
@@ -40,6 +43,9 @@ class WorkerSettings:
     cluster: str = ""
     worker_public: str = ""
     worker_secret: str = ""
+    master_endpoint: str = ""
+    master_key: str = ""
+    master_identity: str = ""
     log_max_bytes: int = 16 << 20
     log_keep: int = 3
     start_timeout: float = 60.0
@@ -80,12 +86,16 @@ class WorkerSettings:
             gid=_int("GALAXY_GID", environ["GALAXY_GID"], 0, 2**32 - 2),
             user=environ.get("GALAXY_USER", ""), host_address=environ.get("GALAXY_HOST_ADDRESS", ""),
             ports=ports,
-            container_env={k: v for k, v in environ.items() if k.startswith("GALAXY_") and k not in SECRET_VARS},
+            container_env={k: v for k, v in environ.items()
+                           if k.startswith("GALAXY_") and k not in SECRET_VARS and k not in MASTER_HINT_VARS},
             work_dir=Path(environ.get("GALAXY_WORK_DIR") or DEFAULT_WORK_DIR),
             report_interval=_float(environ, "GALAXY_REPORT_INTERVAL", 1.0, 0.05, 60.0),
             zookeeper=environ.get("GALAXY_ZOOKEEPER", ""), cluster=environ.get("GALAXY_CLUSTER", ""),
             worker_public=environ.get("GALAXY_WORKER_PUB", ""),
             worker_secret=environ.get("GALAXY_WORKER_KEY", ""),
+            master_endpoint=environ.get("GALAXY_MASTER_ENDPOINT", ""),
+            master_key=environ.get("GALAXY_MASTER_KEY", ""),
+            master_identity=environ.get("GALAXY_MASTER_ID", ""),
             log_max_bytes=int(_float(environ, "GALAXY_LOG_MAX_BYTES", 16 << 20, 1024, 2**40)),
             log_keep=int(_float(environ, "GALAXY_LOG_KEEP", 3, 1, 100)),
             start_timeout=_float(environ, "GALAXY_START_TIMEOUT", 60.0, 0.1, 86400.0),

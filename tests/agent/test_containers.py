@@ -171,3 +171,14 @@ def test_logs_tail_and_follow_after_exit(manager: ContainerManager) -> None:
     assert manager.logs("log-0", "stdout", offset=0)["data"].startswith("line1\n")
     with pytest.raises(InvalidInput):
         manager.logs("log-0", "syslog")
+
+
+def test_new_containers_are_told_the_appmaster_leader(manager: ContainerManager) -> None:
+    """The hint the daemon keeps from ZooKeeper reaches PID 1's environment (the AppWorker dials it)."""
+    manager.master_hint = {"GALAXY_MASTER_ENDPOINT": "tcp://198.18.0.9:7000", "GALAXY_MASTER_KEY": "k" * 40,
+                           "GALAXY_MASTER_ID": "appmaster-1"}
+    script = "mkdir -p /galaxy/work/log; env > /galaxy/work/log/stdout.log"
+    manager.create(request("hint-0", ["sh", "-c", script], disks=[], ports=[]))
+    wait_until(lambda: [c for c in manager.poll() if c["id"] == "hint-0"], timeout=20, what="exit")
+    env = manager.logs("hint-0", "stdout", tail=100)["data"].splitlines()
+    assert "GALAXY_MASTER_ENDPOINT=tcp://198.18.0.9:7000" in env and "GALAXY_MASTER_ID=appmaster-1" in env
