@@ -35,6 +35,7 @@ class WorkerSettings:
     gid: int
     user: str = ""
     host_address: str = ""
+    host: str = ""            # the Agent's id: what `pod list` shows as HOST, as ResMan's listing does
     ports: dict[str, int] = field(default_factory=dict)       # port name (lower case) -> port
     container_env: dict[str, str] = field(default_factory=dict)  # the GALAXY_* vars a service sees
     work_dir: Path = Path(DEFAULT_WORK_DIR)
@@ -85,6 +86,7 @@ class WorkerSettings:
             uid=_int("GALAXY_UID", environ["GALAXY_UID"], 0, 2**32 - 2),
             gid=_int("GALAXY_GID", environ["GALAXY_GID"], 0, 2**32 - 2),
             user=environ.get("GALAXY_USER", ""), host_address=environ.get("GALAXY_HOST_ADDRESS", ""),
+            host=environ.get("GALAXY_AGENT") or environ.get("GALAXY_HOST_ADDRESS", ""),
             ports=ports,
             container_env={k: v for k, v in environ.items()
                            if k.startswith("GALAXY_") and k not in SECRET_VARS and k not in MASTER_HINT_VARS},

@@ -69,7 +69,7 @@ class Worker:
         self._timer_ids: dict[str, int] = {}
         self._timer_counter = 0
         self._report = PodReport(pod=settings.pod, job=settings.job, status="PENDING",
-                                 host=settings.host_address, endpoint=settings.endpoint)
+                                 host=settings.host or settings.host_address, endpoint=settings.endpoint)
         self._published: tuple[int, dict[str, Any]] = (0, self._report.to_wire())
         self._publish_lock = threading.Lock()
         self._plan: ProgramPlan | None = None          # the program last received (target version)

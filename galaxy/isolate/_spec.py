@@ -134,13 +134,16 @@ def default_system_mounts() -> list[str]:
 
     The usual system dirs, plus ``sys.prefix`` (a virtualenv), ``sys.base_prefix`` and the prefix of the
     real interpreter binary (a pyenv or /opt install), plus galaxy's package dir (an editable install
-    lives outside site-packages). Missing dirs are dropped, and so is any dir that another entry (not a
-    symlink) already covers."""
+    lives outside site-packages) and the import dirs on ``sys.path``. Missing dirs are dropped, and so is
+    any dir that another entry (not a symlink) already covers."""
     import galaxy
 
+    # sys.path beyond its first entry (the script's dir or the cwd) holds the import dirs a `.pth` file
+    # added, e.g. a release virtualenv reading its dependencies from a shared site-packages.
     candidates = [*HOST_SYSTEM_DIRS, sys.prefix, sys.base_prefix,
                   os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
-                  os.path.dirname(os.path.abspath(galaxy.__file__))]
+                  os.path.dirname(os.path.abspath(galaxy.__file__)),
+                  *(p for p in sys.path[1:] if p and os.path.isabs(p) and os.path.isdir(p))]
     existing: list[str] = []
     for path in candidates:
         path = os.path.normpath(path)

@@ -24,7 +24,7 @@ class ResManSettings:
     strategy: str = "binpack"         # ranking: binpack (raise utilisation) or spread
     create_timeout: float = 60.0      # a `container.create` without an answer by then failed
     destroy_timeout: float = 30.0
-    creates_per_host: int = 4         # creates in flight to one Agent at once
+    creates_per_host: int = 8         # creates in flight to one Agent at once (it runs 8 at a time)
     backoff_min: float = 1.0          # a group's first retry after a failed creation
     backoff_max: float = 60.0
     avoid_for: float = 120.0          # a host that failed a group's creation is avoided this long

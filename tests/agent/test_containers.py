@@ -182,3 +182,14 @@ def test_new_containers_are_told_the_appmaster_leader(manager: ContainerManager)
     wait_until(lambda: [c for c in manager.poll() if c["id"] == "hint-0"], timeout=20, what="exit")
     env = manager.logs("hint-0", "stdout", tail=100)["data"].splitlines()
     assert "GALAXY_MASTER_ENDPOINT=tcp://198.18.0.9:7000" in env and "GALAXY_MASTER_ID=appmaster-1" in env
+
+
+def test_the_appworker_runs_with_the_agents_own_python() -> None:
+    # During an upgrade the AppMaster may name an interpreter of another release; the Agent uses its own.
+    import sys
+
+    from galaxy.agent.containers import local_interpreter
+
+    assert local_interpreter(["/opt/old/bin/python", "-m", "galaxy.appworker.main"]) == [
+        sys.executable, "-m", "galaxy.appworker.main"]
+    assert local_interpreter(["sleep", "60"]) == ["sleep", "60"]

@@ -2,32 +2,44 @@
 
 Each host is `connection: local` with a root directory of its own (`galaxy_root`) and runs its
 daemons under Galaxy's supervisor inside its namespace (`galaxy_netns`). One run builds the cluster
-(ZooKeeper + two ResMan and two AppMaster replicas + two Agents), a second run changes nothing, and a
-third with a new release label rolls every Galaxy daemon onto it — standbys before leaders, one at a
-time — without restarting ZooKeeper.
+(ZooKeeper + two ResMan and two AppMaster replicas + two Agents), and a user with the admin key the
+playbook made runs a service on it (two replicas of `http.server`, answering HTTP from a test host).
+A second run changes nothing, and a third with a new release label rolls every Galaxy daemon onto it
+— standbys before leaders, one at a time — without restarting ZooKeeper and without touching the
+job's containers: the restarted Agents re-adopt them, and the service answers throughout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
 
+from galaxy.agent.containers import ContainerManager
+from galaxy.daemon.config import load_config
+from galaxy.errors import GalaxyError
 from galaxy.supervisor import Control
-from galaxy.supervisor._program import read_pidfile, terminate
-from galaxy.testing.netns import TestNetwork, require_netns
+from galaxy.supervisor._program import process_started, read_pidfile, terminate
+from galaxy.testing.netns import TestHost, TestNetwork, in_netns, require_netns
+from tests.integration.helpers import http_status
+
+T = TypeVar("T")
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.root]
 
@@ -38,6 +50,21 @@ BIN = Path(sys.executable).parent
 # Which hosts run what: host 1 is the control host, 2 a control host and an Agent, 3 an Agent.
 LAYOUT = {"zookeeper": [1], "resman": [1, 2], "appmaster": [1, 2], "agent": [2, 3]}
 NEXT_RELEASE = "0.1.0-next"
+DAEMON_STOP_ORDER = ("agent", "appmaster", "resman")   # at teardown; ZooKeeper after them
+JOB = "web"
+SERVICE = """\
+name: web
+replicas: 2
+max_per_host: 1
+resources:
+  cpu: 0.05
+  memory: 64Mi
+  ports: [{name: http}]
+program:
+  version: "1"
+  start: python3 -u -m http.server $GALAXY_PORT_HTTP
+  health: {tcp: http, interval: 1s}
+"""
 
 
 class Cluster:
@@ -51,6 +78,7 @@ class Cluster:
         self.names = {host.index: f"galaxy-{tag}-h{host.index}" for host in net.hosts}
         self.inventory = base / "hosts.yml"
         self.controller = base / "controller"
+        self.user_config = base / "admin.config"
 
     def root(self, index: int) -> Path:
         return self.base / f"h{index}"
@@ -86,6 +114,15 @@ class Cluster:
             "children": groups,
         }}
         self.inventory.write_text(yaml.safe_dump(inventory, sort_keys=False))
+        # What a user of the cluster is handed: its name, ZooKeeper, and the admin key the playbook makes.
+        self.user_config.write_text(yaml.safe_dump({
+            "cluster": self.cluster, "zookeeper": f"{self.control.address}:2181",
+            "key": str(self.controller / "keys" / "admin.key")}))
+
+    @property
+    def control(self) -> TestHost:
+        """The test host users and probes work from (it runs ZooKeeper and the control replicas)."""
+        return self.net.host(LAYOUT["zookeeper"][0])
 
     def play(self, *extra: str, timeout: float = 150.0) -> tuple[str, dict[str, dict[str, int]]]:
         env = {**os.environ, "ANSIBLE_CONFIG": str(PLAYBOOK_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
@@ -105,11 +142,25 @@ class Cluster:
                 recap[match.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2))}
         return output, recap
 
-    def probe(self) -> dict[str, Any]:
-        host = self.net.host(LAYOUT["zookeeper"][0])
-        admin = self.controller / "keys" / "admin.key"
-        done = host.run([sys.executable, str(PROBE), f"{host.address}:2181", self.cluster, str(admin)],
-                        private_mounts=False, timeout=60)
+    def wheel(self) -> str:
+        """The wheel the first run built (an upgrade may install the same code under a new label)."""
+        [wheel] = sorted(self.controller.glob("wheels/*/galaxy-*.whl"))
+        return str(wheel)
+
+    def galaxy(self, *args: str, timeout: float = 150.0) -> str:
+        """The `galaxy` CLI in the control host, configured by the user's config file; its stdout."""
+        done = subprocess.run(self.control.command([sys.executable, "-m", "galaxy.cli.main", *args],
+                                                   private_mounts=False),
+                              env={**os.environ, "GALAXY_CONFIG": str(self.user_config)},
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            self.dump_logs()
+        assert done.returncode == 0, f"galaxy {' '.join(args)} exited {done.returncode}: {done.stderr[-3000:]}"
+        return done.stdout
+
+    def probe(self, job: str | None = None) -> dict[str, Any]:
+        argv = [sys.executable, str(PROBE), str(self.user_config), *([job] if job else [])]
+        done = self.control.run(argv, private_mounts=False, timeout=60)
         return dict(json.loads(done.stdout))
 
     def supervisor_state(self, index: int) -> dict[str, Any]:
@@ -122,49 +173,168 @@ class Cluster:
             for log in sorted(logs.glob("*.log")) if logs.exists() else []:
                 print(f"---- {self.names[index]} {log.name} ----\n{log.read_text(errors='replace')[-3000:]}")
 
-    def stop(self) -> None:
-        """Stop every supervisor the playbook started (it stops its programs), then any straggler."""
+    def stop(self) -> list[str]:
+        """Stop what the playbook started: the Galaxy daemons on every host at once while ZooKeeper
+        still serves (a replica closes its session there; with ZooKeeper gone it waits out its stop
+        timeout), then the supervisors, ZooKeeper with them; then any straggler a pidfile names;
+        then the containers the Agents left running."""
+        problems: list[str] = []
+        controls: dict[int, Control] = {}
         for index in self.names:
             config = self.root(index) / "etc" / "galaxy" / "supervisor.yaml"
-            if config.exists():
+            try:
+                control = Control(str(config)) if config.exists() else None
+                if control is not None and control.supervisor_pid() is not None:
+                    controls[index] = control
+            except GalaxyError as err:
+                problems.append(f"host {index}: {err}")
+
+        def stop_daemons(control: Control) -> None:
+            running = control.state().get("programs", {})
+            for name in DAEMON_STOP_ORDER:
+                if name in running:
+                    control.request("stop", name, timeout=60)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(controls))) as pool:
+            stopping = {index: pool.submit(stop_daemons, control) for index, control in controls.items()}
+            for index, future in stopping.items():
                 try:
-                    Control(str(config)).shutdown(timeout=60)
-                except Exception as err:  # noqa: BLE001 - keep cleaning; the stragglers are next
-                    print(f"stopping the supervisor of host {index}: {err}")
+                    future.result()
+                except GalaxyError as err:
+                    problems.append(f"stopping the daemons of host {index}: {err}")
+        for control in controls.values():
+            pid = control.supervisor_pid()
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        for index, control in controls.items():
+            try:
+                control.shutdown(timeout=60)
+            except GalaxyError as err:
+                problems.append(f"stopping the supervisor of host {index}: {err}")
+        for index in self.names:
             run_dir = self.root(index) / "run" / "galaxy"
             for pidfile in sorted(run_dir.glob("*.pid")) if run_dir.exists() else []:
                 pid = read_pidfile(str(pidfile))
                 if pid is not None:
                     terminate(pid, 15, 10.0)
+        return problems + self.purge_containers()
+
+    def purge_containers(self) -> list[str]:
+        """Remove what each (stopped) Agent made: re-adopt its containers as a new Agent would, then
+        destroy them, its cgroups and its iptables chain (an Agent restart never does this)."""
+        problems: list[str] = []
+        for index in LAYOUT["agent"]:
+            config_path = self.root(index) / "etc" / "galaxy" / "agent.yaml"
+            if not config_path.exists():
+                continue
+            try:
+                config = load_config(config_path, "agent")
+                with in_netns(self.net.host(index).name):
+                    manager = ContainerManager(config.id, config.state_dir, config.agent)
+                    manager.start()
+                    manager.purge()
+            except GalaxyError as err:
+                problems.append(f"agent of host {index}: {err}")
+        return problems
+
+    def leftovers(self) -> list[str]:
+        """Processes still running from a host's root directory or in an Agent's container cgroups."""
+        agents = [f"/galaxy-{self.names[i]}" for i in LAYOUT["agent"]]
+        left = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cgroups = (entry / "cgroup").read_text()
+            except OSError:
+                continue
+            if str(self.base) in cmdline or any(agent in cgroups for agent in agents):
+                left.append(f"{entry.name}: {cmdline[:200]}")
+        return left
 
 
 @pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster() -> Iterator[Cluster]:
     require_netns()
-    base = tmp_path_factory.mktemp("galaxy-ansible")
+    # Not under /tmp: a container gets a tmpfs of its own at /tmp, which would hide the Agent's
+    # release (its Python and the AppWorker) that the container mounts from the host.
+    base = Path(tempfile.mkdtemp(prefix="galaxy-ansible-", dir="/var/tmp"))
     with TestNetwork(hosts=3) as net:
         made = Cluster(base, net)
         made.write_inventory()
+        problems: list[str] = []
         try:
             yield made
         finally:
-            made.stop()
+            try:
+                problems = made.stop()
+            finally:
+                left = made.leftovers()
     shutil.rmtree(base, ignore_errors=True)
+    assert not problems, f"teardown problems: {problems}"
+    assert not left, f"left running after teardown: {left}"
+
+
+def poll(what: str, check: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
 
 
 def _wait_probe(cluster: Cluster, agents: set[str], timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def up() -> dict[str, Any] | None:
         found = cluster.probe()
         alive = {h["id"] for h in found.get("hosts", []) if h.get("status") == "alive"}
-        if found.get("resman") and found.get("appmaster") and alive >= agents:
+        return found if found.get("resman") and found.get("appmaster") and alive >= agents else None
+    return poll("the cluster to come up (leaders, Agents alive)", up, timeout)
+
+
+def _job_running(cluster: Cluster) -> dict[str, Any]:
+    """The job RUNNING with both replicas, and naming listing both endpoints as RUNNING."""
+    def running() -> dict[str, Any] | None:
+        found = cluster.probe(JOB)
+        job, endpoints = found.get("job") or {}, found.get("endpoints") or {}
+        if job.get("state") == "RUNNING" and job.get("running") == 2 and len(endpoints) == 2 \
+                and {e.get("status") for e in endpoints.values()} == {"RUNNING"}:
             return found
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"the cluster did not come up: {found}")
-        time.sleep(0.5)
+        return None
+    return poll(f"job {JOB} to run with both endpoints in naming", running)
 
 
-def test_playbook_builds_an_idempotent_cluster_and_rolls_an_upgrade(cluster: Cluster) -> None:
+def _answering(cluster: Cluster, endpoints: dict[str, dict[str, Any]]) -> set[str]:
+    """The pods whose endpoint answers GET / with 200 from the control host."""
+    return {pod for pod, e in endpoints.items()
+            if http_status(cluster.control, e["address"], int(e["ports"]["http"])) == 200}
+
+
+def _service_pids(placement: dict[str, str]) -> dict[str, int]:
+    """{pod: PID of its http.server}, found by the kernel: processes in the pod's container cgroup
+    (`galaxy-<agent id>/<pod>`, the pod id is the container id) running `python3 … http.server`."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if not argv[0].startswith(b"python") or b"http.server" not in argv:
+                continue
+            paths = [line.split(":", 2)[2].split("/") for line in (entry / "cgroup").read_text().splitlines()]
+        except (OSError, IndexError):
+            continue
+        for pod, agent in placement.items():
+            if any(f"galaxy-{agent}" in path and pod in path for path in paths):
+                found[pod] = int(entry.name)
+    return found
+
+
+def test_playbook_builds_a_cluster_that_runs_a_job_through_an_upgrade(cluster: Cluster) -> None:
     names = cluster.names
     agents = {names[i] for i in LAYOUT["agent"]}
 
@@ -180,15 +350,36 @@ def test_playbook_builds_an_idempotent_cluster_and_rolls_an_upgrade(cluster: Clu
     keys = {p.name for p in (cluster.root(3) / "etc" / "galaxy" / "keys").iterdir()}
     assert keys == {"agent.key"}
 
-    # 2. Idempotent: a second run changes nothing.
+    # 2. A user runs a service with the admin key: two replicas, one per Agent, each answering HTTP
+    #    from another test host at the endpoint naming gives.
+    spec = cluster.base / f"{JOB}.yaml"
+    spec.write_text(SERVICE)
+    submitted = cluster.galaxy("job", "submit", str(spec), "--wait", "--timeout", "90")
+    assert submitted.startswith(f"job {JOB} RUNNING: 2/2 running"), submitted
+    before = _job_running(cluster)
+    # A pod's host is named by its Agent's id or by its address (both are seen): map it to the id.
+    agent_of = {**{names[i]: names[i] for i in LAYOUT["agent"]},
+                **{cluster.net.host(i).address: names[i] for i in LAYOUT["agent"]}}
+    placement = {p["pod"]: agent_of[p["host"]] for p in before["job"]["pods"]}
+    assert set(placement.values()) == agents, placement
+    endpoints = before["endpoints"]
+    assert set(endpoints) == set(placement)
+    assert {e["address"] for e in endpoints.values()} == {cluster.net.host(i).address for i in LAYOUT["agent"]}
+    assert poll("both endpoints to answer HTTP", lambda: _answering(cluster, endpoints) == set(endpoints), 30)
+    pids = poll("each pod's http.server in its container's cgroup",
+                lambda: (seen := _service_pids(placement)).keys() == set(placement) and seen)
+    agent_pids = {i: cluster.supervisor_state(i)["programs"]["agent"]["pid"] for i in LAYOUT["agent"]}
+
+    # 3. Idempotent: a second run changes nothing.
     _, recap = cluster.play()
     assert recap and all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), recap
 
-    # 3. Upgrade: a new release label rolls every Galaxy daemon onto it, standbys before leaders,
-    #    one at a time; ZooKeeper (not part of the release) keeps running.
+    # 4. Upgrade: a new release label rolls every Galaxy daemon onto it, standbys before leaders,
+    #    one at a time; ZooKeeper (not part of the release) keeps running. The same code is installed
+    #    under the new label from the wheel already built.
     zookeeper_pid = cluster.supervisor_state(1)["programs"]["zookeeper"]["pid"]
     leaders = {"resman": found["resman"], "appmaster": found["appmaster"]}
-    cluster.play("-e", f"galaxy_version={NEXT_RELEASE}")
+    cluster.play("-e", json.dumps({"galaxy_version": NEXT_RELEASE, "galaxy_wheel": cluster.wheel()}))
     started: dict[tuple[str, str], float] = {}
     for index, name in names.items():
         for program, status in cluster.supervisor_state(index)["programs"].items():
@@ -202,4 +393,17 @@ def test_playbook_builds_an_idempotent_cluster_and_rolls_an_upgrade(cluster: Clu
         assert standbys and max(standbys) < started[(role, leader)], (role, started)
     by_role = {role: [t for (r, _), t in started.items() if r == role] for role in ("resman", "appmaster", "agent")}
     assert max(by_role["resman"]) < min(by_role["appmaster"]) and max(by_role["appmaster"]) < min(by_role["agent"])
-    _wait_probe(cluster, agents)
+
+    # 5. The job went through it untouched: new Agent processes re-adopted the same containers, whose
+    #    services kept their PIDs; the job still runs with the same pods, and both endpoints answer.
+    for index, pid in agent_pids.items():
+        assert cluster.supervisor_state(index)["programs"]["agent"]["pid"] != pid
+        assert process_started(pid) is None, f"the old Agent of host {index} still runs"
+    assert _service_pids(placement) == pids
+    after = _job_running(cluster)
+    assert {p["pod"]: agent_of[p["host"]] for p in after["job"]["pods"]} == placement
+    assert after["endpoints"].keys() == endpoints.keys()
+    assert {pod: e["ports"] for pod, e in after["endpoints"].items()} == {pod: e["ports"] for pod, e in endpoints.items()}
+    assert _answering(cluster, after["endpoints"]) == set(endpoints)
+    found = _wait_probe(cluster, agents)
+    assert {h["id"]: h["containers"] for h in found["hosts"]} == dict.fromkeys(agents, 1)

@@ -46,6 +46,12 @@ def test_settings_from_the_environment() -> None:
     assert "s" * 40 not in repr(settings)
 
 
+def test_the_reported_host_is_the_agent_id_like_resman_says() -> None:
+    # `pod list` HOST must not flip between ResMan's agent id and the worker's address.
+    assert WorkerSettings.from_environ({**BASE, "GALAXY_AGENT": "agent-7"}).host == "agent-7"
+    assert WorkerSettings.from_environ(BASE).host == "10.0.0.5"   # an old Agent that names no id
+
+
 @pytest.mark.parametrize("missing", ["GALAXY_CONTAINER_ID", "GALAXY_ZOOKEEPER", "GALAXY_WORKER_KEY", "GALAXY_UID"])
 def test_a_missing_variable_is_named(missing: str) -> None:
     env = {k: v for k, v in BASE.items() if k != missing}
