@@ -153,6 +153,18 @@ def host_error(action: str, path: str, err: OSError) -> IsolateError:
     return IsolateError(f"{action} {path}: {os.strerror(err.errno) if err.errno else err}", field="cgroup")
 
 
+def collect_pids(fs: CgroupFs, path: str, into: set[int]) -> None:
+    """Add the processes of the cgroup at ``path`` and of every cgroup below it (gone = none)."""
+    try:
+        into.update(parse_pids(fs.read(f"{path}/cgroup.procs")))
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise host_error("cannot list processes of cgroup", path, err) from err
+    for child in fs.subdirs(path):
+        collect_pids(fs, os.path.join(path, child), into)
+
+
 def rmdir_until_gone(fs: CgroupFs, path: str, deadline_s: float = 5.0) -> None:
     """rmdir a cgroup, retrying while the kernel still counts exiting tasks (EBUSY)."""
     deadline = time.monotonic() + deadline_s

@@ -19,9 +19,9 @@ from galaxy.isolate._cgroup import (
     CgroupLimits,
     CgroupUsage,
     check_name,
+    collect_pids,
     host_error,
     parse_keyed,
-    parse_pids,
     rmdir_until_gone,
 )
 from galaxy.isolate._errors import IsolateError
@@ -130,19 +130,8 @@ class CgroupV1Driver(CgroupDriver):
         check_name(name)
         found: set[int] = set()
         for path in self._unique_paths(name):
-            self._collect(path, found)
+            collect_pids(self.fs, path, found)
         return sorted(found)
-
-    def _collect(self, path: str, into: set[int]) -> None:
-        """Processes of the cgroup and of every cgroup below it."""
-        try:
-            into.update(parse_pids(self.fs.read(f"{path}/cgroup.procs")))
-        except FileNotFoundError:
-            return
-        except OSError as err:
-            raise host_error("cannot list processes of cgroup", path, err) from err
-        for child in self.fs.subdirs(path):
-            self._collect(os.path.join(path, child), into)
 
     def kill_all(self, name: str) -> None:
         check_name(name)

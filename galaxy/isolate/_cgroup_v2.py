@@ -22,9 +22,9 @@ from galaxy.isolate._cgroup import (
     CgroupLimits,
     CgroupUsage,
     check_name,
+    collect_pids,
     host_error,
     parse_keyed,
-    parse_pids,
     rmdir_until_gone,
 )
 from galaxy.isolate._errors import IsolateError
@@ -114,19 +114,9 @@ class CgroupV2Driver(CgroupDriver):
 
     def pids(self, name: str) -> list[int]:
         check_name(name)
-        found: list[int] = []
-        self._collect(self.path(name), found)
-        return sorted(set(found))
-
-    def _collect(self, path: str, into: list[int]) -> None:
-        try:
-            into.extend(parse_pids(self.fs.read(f"{path}/cgroup.procs")))
-        except FileNotFoundError:
-            return
-        except OSError as err:
-            raise host_error("cannot list processes of cgroup", path, err) from err
-        for child in self.fs.subdirs(path):
-            self._collect(os.path.join(path, child), into)
+        found: set[int] = set()
+        collect_pids(self.fs, self.path(name), found)
+        return sorted(found)
 
     # -- kill / remove -------------------------------------------------------------------------------
     def kill_all(self, name: str) -> None:
