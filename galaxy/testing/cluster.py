@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -357,6 +357,18 @@ class LocalCluster:
         except GalaxyError as err:
             return [f"{comp.name}: {err}"]
         return []
+
+    def leftovers(self, cgroups: Iterable[Path] = ()) -> list[str]:
+        """What this cluster left on the machine after `stop()`, described (empty when clean): its
+        namespaces, its processes, loop devices over its files, and the given cgroup dirs."""
+        left = [f"network namespace {n}" for n in self.state.namespaces if os.path.exists(f"/run/netns/{n}")]
+        left += [f"process {c.name} ({c.pid})" for c in self.state.components.values()
+                 if c.pid is not None and os.path.exists(f"/proc/{c.pid}")]
+        loops = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+                               capture_output=True, text=True, check=False).stdout
+        left += [f"loop device {line.split()[0]}" for line in loops.splitlines() if str(self.base) in line]
+        left += [f"cgroup {path}" for path in cgroups if path.exists()]
+        return left
 
     # -- persistence (for `make demo` / `make demo-down`) --------------------------------------
     def _save(self) -> None:

@@ -12,7 +12,6 @@ containers — the cgroups each Agent made for them on its host.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -194,21 +193,6 @@ def hosts_by_id(cluster: MultiHostCluster) -> dict[str, dict[str, Any]]:
     return {h["id"]: h for h in cluster.call("hosts.list", {})}
 
 
-def _leftovers(cluster: MultiHostCluster, cgroups: list[Path]) -> list[str]:
-    left: list[str] = []
-    for name in cluster.state.namespaces:
-        if os.path.exists(f"/run/netns/{name}"):
-            left.append(f"network namespace {name}")
-    for comp in cluster.state.components.values():
-        if comp.pid is not None and os.path.exists(f"/proc/{comp.pid}"):
-            left.append(f"process {comp.name} ({comp.pid})")
-    loops = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
-                           capture_output=True, text=True, check=False).stdout
-    left += [f"loop device {line.split()[0]}" for line in loops.splitlines() if str(cluster.base) in line]
-    left += [f"cgroup {path}" for path in cgroups if path.exists()]
-    return left
-
-
 @pytest.fixture(scope="module")
 def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., MultiHostCluster]]:
     """``make_cluster(env={...}, **LocalCluster kwargs)``: one started cluster (call it once per module);
@@ -235,5 +219,5 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         for local, cgroups in made:
             problems = local.stop()
             failures += [f"teardown: {p}" for p in problems]
-            failures += [f"left behind: {x}" for x in _leftovers(local, cgroups)]
+            failures += [f"left behind: {x}" for x in local.leftovers(cgroups)]
         assert not failures, failures
