@@ -112,6 +112,7 @@ class ContainerManager:
     def start(self) -> None:
         """Make the firewall chain, then re-adopt what survived the last run and undo what was half-made."""
         self.ports.ensure()
+        self._weigh_root()
         kept: list[ContainerRecord] = []
         for record in self.store.load_all():
             if record.state in ("creating", "destroying"):
@@ -125,6 +126,16 @@ class ContainerManager:
         for record in kept:
             self._readopt(record)
         self._remove_orphans()
+
+    def _weigh_root(self) -> None:
+        """Give ``galaxy-<agent>`` the CPU weight of the cores the Agent offers (Kubernetes does the same
+        for ``kubepods``). Left at the kernel's default it weighs one process: every container on the
+        host together would then get one runnable process's share against the host's other processes,
+        however many cores they reserved (each container's own weight only splits that share)."""
+        try:
+            self.driver.weigh(f"galaxy-{self.agent_id}", max(self.ledger.capacity.cpu, 0.002))
+        except GalaxyError as err:
+            log.warning("cannot set the cpu weight of this Agent's cgroup: %s", err)
 
     def _readopt(self, record: ContainerRecord) -> None:
         req = record.parsed()

@@ -191,8 +191,11 @@ def decide(job: Job, row: PodRow, report: PodReport, now: float) -> Decision:
         row.running_since = None
 
     if report.version is None:
+        # A fresh pod (nothing deployed yet) is told to start at once: the worker deploys first when the
+        # version is not in its workspace, so a separate `deploy` would only add a report round trip
+        # (DEPLOYING → STOPPED → report → `start`) and one more naming write per pod.
         if status not in IN_PROGRESS:
-            decision.command = PodCommand("deploy", version=desired, program=program, interval=interval)
+            decision.command = PodCommand("start", version=desired, program=program, interval=interval)
     elif report.version != desired:
         if status not in IN_PROGRESS:
             decision.command = PodCommand("update", version=desired, program=program, interval=interval)

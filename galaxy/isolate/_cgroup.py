@@ -69,13 +69,23 @@ class CgroupLimits:
     @property
     def cpu_shares(self) -> int:
         """v1 ``cpu.shares``: 1024 per core (the kernel's own unit), clamped to its range."""
-        return min(262_144, max(2, round(self.cpu_cores * 1024)))
+        return cpu_shares_of(self.cpu_cores)
 
     @property
     def cpu_weight(self) -> int:
         """v2 ``cpu.weight`` from the same shares, by the mapping runc and Kubernetes use, so one core
         weighs the same against a neighbour whichever cgroup version the host runs."""
-        return 1 + ((self.cpu_shares - 2) * 9999) // 262_142
+        return cpu_weight_of(self.cpu_shares)
+
+
+def cpu_shares_of(cores: float) -> int:
+    """v1 ``cpu.shares`` for ``cores``: 1024 per core, clamped to the kernel's range."""
+    return min(262_144, max(2, round(cores * 1024)))
+
+
+def cpu_weight_of(shares: int) -> int:
+    """v2 ``cpu.weight`` for v1 ``shares`` (the runc / Kubernetes mapping)."""
+    return 1 + ((shares - 2) * 9999) // 262_142
 
 
 @dataclass(frozen=True)
@@ -190,6 +200,12 @@ class CgroupDriver(ABC):
     @abstractmethod
     def ensure(self, name: str, limits: CgroupLimits) -> None:
         """Create the cgroup (and its parents) if missing and apply the limits; safe to repeat."""
+
+    @abstractmethod
+    def weigh(self, name: str, cpu_cores: float) -> None:
+        """Create the (parent) cgroup if missing and give it the CPU weight of ``cpu_cores`` cores
+        against its siblings, no limit: an Agent's root, so that its containers together weigh what
+        the host gave them rather than one process's default share; safe to repeat."""
 
     @abstractmethod
     def usage(self, name: str) -> CgroupUsage:

@@ -20,6 +20,7 @@ from galaxy.isolate._cgroup import (
     CgroupUsage,
     check_name,
     collect_pids,
+    cpu_shares_of,
     host_error,
     parse_keyed,
     rmdir_until_gone,
@@ -79,6 +80,15 @@ class CgroupV1Driver(CgroupDriver):
             self.fs.write(f"{self.path('pids', name)}/pids.max", str(limits.pids_max))
         except OSError as err:
             raise host_error("cannot set limits of cgroup", name, err) from err
+
+    def weigh(self, name: str, cpu_cores: float) -> None:
+        parts = check_name(name)
+        for controller in self._dirs:
+            self._makedirs(self._dirs[controller], parts)
+        try:
+            self.fs.write(f"{self.path('cpu', name)}/cpu.shares", str(cpu_shares_of(cpu_cores)))
+        except OSError as err:
+            raise host_error("cannot set the cpu weight of cgroup", name, err) from err
 
     def _makedirs(self, top: str, parts: list[str]) -> None:
         path = top

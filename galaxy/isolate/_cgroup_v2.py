@@ -23,6 +23,8 @@ from galaxy.isolate._cgroup import (
     CgroupUsage,
     check_name,
     collect_pids,
+    cpu_shares_of,
+    cpu_weight_of,
     host_error,
     parse_keyed,
     rmdir_until_gone,
@@ -63,6 +65,24 @@ class CgroupV2Driver(CgroupDriver):
                 except OSError as err:
                     raise host_error("cannot create cgroup", level, err) from err
         self._apply(level, limits)
+
+    def weigh(self, name: str, cpu_cores: float) -> None:
+        parts = check_name(name)
+        level = self.top
+        for part in parts:
+            self._delegate(level)
+            level = os.path.join(level, part)
+            if not self.fs.exists(level):
+                try:
+                    self.fs.mkdir(level)
+                except FileExistsError:
+                    pass
+                except OSError as err:
+                    raise host_error("cannot create cgroup", level, err) from err
+        try:
+            self.fs.write(f"{level}/cpu.weight", str(cpu_weight_of(cpu_shares_of(cpu_cores))))
+        except OSError as err:
+            raise host_error("cannot set the cpu weight of cgroup", level, err) from err
 
     def _delegate(self, level: str) -> None:
         """Make sure ``level``'s children get cpu, memory and pids."""

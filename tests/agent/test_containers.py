@@ -193,3 +193,16 @@ def test_the_appworker_runs_with_the_agents_own_python() -> None:
     assert local_interpreter(["/opt/old/bin/python", "-m", "galaxy.appworker.main"]) == [
         sys.executable, "-m", "galaxy.appworker.main"]
     assert local_interpreter(["sleep", "60"]) == ["sleep", "60"]
+
+
+def test_the_agents_cgroup_weighs_the_cores_it_offers(manager: ContainerManager) -> None:
+    from galaxy.isolate import CgroupV1Driver
+
+    root = f"galaxy-{manager.agent_id}"
+    cores = manager.ledger.capacity.cpu
+    if isinstance(manager.driver, CgroupV1Driver):
+        shares = Path(manager.driver.path("cpu", root), "cpu.shares").read_text().strip()
+        assert shares == str(min(262_144, round(cores * 1024)))
+    else:
+        weight = Path(manager.driver.path(root), "cpu.weight").read_text().strip()
+        assert int(weight) > 100, "more than one default process's weight"

@@ -37,14 +37,19 @@ def setup_function() -> None:
     JOB = _job()
 
 
-def test_fresh_pod_is_deployed_then_started_then_left_alone() -> None:
+def test_fresh_pod_is_started_at_once_then_left_alone() -> None:
     row = PodRow(pod="web.a", job="web")
-    assert _report(row, status="PENDING") == "deploy"
+    assert _report(row, status="PENDING") == "start", "the worker deploys first: no separate deploy round"
     assert last.command.version == "1" and last.command.program["start"] == "sleep 100"
     assert last.command.program["restart"]["max_retries"] == 2
     assert _report(row, status="DEPLOYING", seq=1) == "none"
-    assert _report(row, status="STOPPED", version="1", seq=2) == "start"
+    assert _report(row, status="STARTING", version="1", seq=2) == "none"
     assert _report(row, status="RUNNING", version="1", seq=3) == "none"
+
+
+def test_pod_stopped_with_a_deployed_version_is_started() -> None:
+    row = PodRow(pod="web.a", job="web")
+    assert _report(row, status="STOPPED", version="1", seq=2) == "start"
 
 
 def test_failure_counted_once_per_event_with_backoff_then_give_up() -> None:
@@ -104,5 +109,5 @@ def test_new_pod_during_rollout_goes_straight_to_the_target() -> None:
     JOB.add_version(parse_job({**JOB.versions["1"], "program": {"version": "2", "start": "x"}}))
     JOB.version = "2"
     row = PodRow(pod="web.new", job="web")
-    assert _report(row, status="PENDING") == "deploy" and last.command.version == "2"
+    assert _report(row, status="PENDING") == "start" and last.command.version == "2"
     assert JOB.rollout.in_flight == {}

@@ -38,6 +38,20 @@ def test_ensure_applies_limits_in_every_hierarchy(driver, cgroup_parent) -> None
     assert usage.cpu_seconds == 0 and usage.oom_kills == 0 and usage.memory_peak_bytes is not None
 
 
+def test_weigh_sets_shares_of_a_parent_which_its_children_keep(driver, cgroup_parent) -> None:
+    if not isinstance(driver, CgroupV1Driver):
+        pytest.skip("host runs cgroup v2")
+    name = f"{cgroup_parent}/agent"
+    driver.weigh(name, 1.5)
+    assert knob(driver, "cpu", name, "cpu.shares") == "1536"
+    assert knob(driver, "cpu", name, "cpu.cfs_quota_us") == "-1"
+    driver.ensure(f"{name}/c1", CgroupLimits(0.005, cpu_excess=True, memory_bytes=64 * MiB))
+    assert knob(driver, "cpu", name, "cpu.shares") == "1536"
+    assert knob(driver, "cpu", f"{name}/c1", "cpu.shares") == "5"
+    driver.release(name)
+    assert not driver.exists(name)
+
+
 def test_release_is_idempotent_and_leaves_no_directory(driver, cgroup_parent) -> None:
     name = f"{cgroup_parent}/c1"
     driver.release(name)  # never existed

@@ -46,6 +46,16 @@ def test_cpu_excess_sets_weight_but_no_quota(fake, v2) -> None:
     assert read(fake, "galaxy-a1/c1/cpu.weight") == str(1 + ((2048 - 2) * 9999) // 262142)
 
 
+def test_weigh_gives_a_parent_the_weight_of_its_cores_and_no_limit(fake, v2) -> None:
+    v2.weigh("galaxy-a1", 2.0)
+    assert read(fake, "cgroup.subtree_control").split() == ["cpu", "memory", "pids"]
+    assert read(fake, "galaxy-a1/cpu.weight") == str(1 + ((2048 - 2) * 9999) // 262142)
+    assert not os.path.exists(os.path.join(fake.root, "galaxy-a1/cpu.max")) or \
+        read(fake, "galaxy-a1/cpu.max").startswith("max"), "a weight, not a quota"
+    v2.ensure("galaxy-a1/c1", CgroupLimits(0.005, cpu_excess=True, memory_bytes=64 * MiB))
+    assert read(fake, "galaxy-a1/cpu.weight") == str(1 + ((2048 - 2) * 9999) // 262142), "a child keeps it"
+
+
 def test_ensure_twice_changes_limits_without_redelegating(fake, v2) -> None:
     v2.ensure("galaxy-a1/c1", CgroupLimits(1.0, memory_bytes=64 * MiB))
     fake.writes.clear()
