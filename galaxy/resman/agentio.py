@@ -70,7 +70,9 @@ def event(engine: Engine, host_id: str, info: dict[str, Any]) -> None:
     entry = engine.hosts.get(host_id)
     if entry is None or not entry.registered:
         return
-    engine.hosts.heard(entry, engine.clock())
+    now = engine.clock()
+    engine.hosts.heard(entry, now)
+    entry.last_news = now
     cid = info.get("id")
     if not isinstance(cid, str):
         return
@@ -84,7 +86,10 @@ def event(engine: Engine, host_id: str, info: dict[str, Any]) -> None:
 
 
 def poll_due(engine: Engine, now: float) -> None:
-    timeout = max(1.0, 2 * engine.settings.poll_interval)
+    # A late answer is still a sign of life: under load (10,000 hosts, a busy mesh thread) answers can
+    # take seconds, and a short timeout would drop them and let a live host be declared lost.
+    settings = engine.settings
+    timeout = max(1.0, 2 * settings.poll_interval, settings.lost_seconds / 2)
     for entry in engine.hosts.due_polls(now):
         entry.polling = True
         engine.request(entry.id, AgentMethods.RESOURCES, None, timeout,
@@ -119,13 +124,22 @@ def report(engine: Engine, entry: HostEntry, free: dict[str, Any], containers: l
     """Match one Agent report against the records of that host (see the module docs)."""
     reported: set[str] = set()
     used_ports: set[int] = set()
+    records = engine.containers
     for info in containers:
-        if not isinstance(info, dict) or not isinstance(info.get("id"), str):
+        if not isinstance(info, dict):
             continue
-        reported.add(info["id"])
+        cid = info.get("id")
+        if not isinstance(cid, str):
+            continue
+        reported.add(cid)
         ports = info.get("ports") or {}
         if isinstance(ports, dict):
             used_ports.update(p for p in ports.values() if isinstance(p, int))
+        c = records.get(cid)
+        if c is not None and c.state == RUNNING and c.host == entry.id and info.get("state") == "running" \
+                and c.ports == ports:
+            c.missing = 0                   # the common case on a steady fleet: nothing changed
+            continue
         apply_info(engine, entry, info, sent)
     entry.view.report(free, reported, used_ports)
     safe = engine.safe.on
@@ -276,6 +290,9 @@ def created(engine: Engine, entry: HostEntry, cid: str, future: Future[Any]) -> 
     group = engine.groups.get(c.group)
     if err is None:
         body = future.result()
+        if entry.registered:                            # an answer is a sign of life, like an event
+            entry.last_news = engine.clock()
+            engine.hosts.heard(entry, entry.last_news)
         engine.stats["created"] += 1
         if c.state == ALLOCATING:          # the Agent's `container.state` event may have said so first
             c.state = RUNNING

@@ -183,6 +183,8 @@ class Engine:
                 log.exception("handling an Agent message failed")
 
     def _update_safe_mode(self, now: float) -> None:
+        if not self.safe.auto:
+            return              # only automatic safe mode waits on the count: skip a scan of every host
         known = len(self.hosts)
         reported = self.reported_count()
         why = self.safe.update(known, reported, now)

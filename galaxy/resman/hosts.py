@@ -18,6 +18,7 @@ from galaxy.resman.scheduler import ADMIN_STATES, ONLINE, HostIndex, HostView
 from galaxy.resman.settings import ResManSettings
 
 ALIVE, LOST = "alive", "lost"
+LOST_SWEEPS = 50            # sweeps for silent hosts per `lost_seconds`
 
 
 @dataclass(eq=False)
@@ -27,6 +28,7 @@ class HostEntry:
     registered: bool = False           # registered with this leader (counts for safe mode)
     connected: bool = False
     last_heard: float = 0.0
+    last_news: float = 0.0              # last container event or create answer (stands in for a poll)
     next_poll: float = 0.0
     polling: bool = False
     lost_handled: bool = True           # its containers were already rescheduled (or it has none)
@@ -61,6 +63,7 @@ class HostRegistry:
         self.entries: dict[str, HostEntry] = {}
         self._poll_order: deque[str] = deque()
         self._polled: set[str] = set()
+        self._next_sweep = 0.0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -135,11 +138,24 @@ class HostRegistry:
             entry.next_poll = now + self.settings.poll_interval
             # A lost host stays in the rotation while the mesh still reaches it: an Agent that was
             # only paused answers, and its answer re-registers it (agentio.polled).
-            if entry.connected and not entry.polling:
-                due.append(entry)
+            if not entry.connected or entry.polling:
+                continue
+            # A host whose containers are changing tells us so (events, create answers) many times a
+            # second while a burst of placements lands: its poll waits until it has been quiet for
+            # an interval. On 10,000 hosts this halves the loop's work during the burst; a quiet
+            # host (the steady state) is polled every interval as before.
+            if entry.registered and entry.status == ALIVE and now - entry.last_news < self.settings.poll_interval:
+                continue
+            due.append(entry)
         return due
 
     def newly_lost(self, now: float) -> list[HostEntry]:
+        """Hosts silent past `lost_seconds`, found by a sweep of every host. The sweep runs at most
+        every `lost_seconds / LOST_SWEEPS` (a round can come every few ms, and 10,000 hosts make the
+        sweep cost ~1 ms), so a host is declared lost at most that much late."""
+        if now < self._next_sweep:
+            return []
+        self._next_sweep = now + self.settings.lost_seconds / LOST_SWEEPS
         cutoff = now - self.settings.lost_seconds
         lost = []
         for entry in self.entries.values():

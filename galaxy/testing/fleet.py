@@ -215,6 +215,7 @@ class _Worker:
     # ---- loop ---------------------------------------------------------------------------------
     def run(self) -> None:
         interval = self.fleet.heartbeat_interval
+        next_scan = 0.0
         while self.running:
             now = time.monotonic()
             wait = 0.05 if not self.timers else max(0.0, min(0.05, self.timers[0][0] - now))
@@ -233,6 +234,11 @@ class _Worker:
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
                 heapq.heappop(self.timers)[2]()
+            if now < next_scan:
+                continue
+            # Heartbeats and register retries need a look at every host, but not on every wake-up: under
+            # load the loop wakes thousands of times a second and the scan would dominate the worker.
+            next_scan = now + interval / 10
             for host in self.sockets.values():
                 if now - host.last_beat >= interval:
                     host.last_beat = now
@@ -326,7 +332,7 @@ class SimFleet:
             ("requests", "registered", "register_refused", "malformed", "send_dropped"), 0)
         _raise_fd_limit(len(self.hosts) * 2 + 1024)
         self.context: zmq.Context[Any] = zmq.Context(io_threads=max(1, threads // 2))
-        self.context.setsockopt(zmq.MAX_SOCKETS, len(self.hosts) + 1024)
+        self.context.set(zmq.MAX_SOCKETS, len(self.hosts) + 1024)   # a context option, not a socket default
         self._workers = [_Worker(self, f"simfleet-{i}") for i in range(max(1, threads))]
         self._owner: dict[str, _Worker] = {}
         for i, host_id in enumerate(self.hosts):
@@ -435,10 +441,10 @@ def _raise_fd_limit(wanted: int) -> None:
 
 
 def sim_hosts(count: int, *, prefix: str = "sim", pool: str = "default", labels: Callable[[int], Iterable[str]] | None = None,
-              **spec: Any) -> list[SimHostSpec]:
-    """`count` host specs named `<prefix>-00001`..., all alike except labels (a function of the index)."""
+              first: int = 1, **spec: Any) -> list[SimHostSpec]:
+    """`count` host specs named `<prefix>-<first:05d>`..., all alike except labels (a function of the index)."""
     return [SimHostSpec(f"{prefix}-{i:05d}", pool, tuple(labels(i)) if labels else (), **spec)
-            for i in range(1, count + 1)]
+            for i in range(first, first + count)]
 
 
 __all__ = ["SimFleet", "SimHost", "SimHostSpec", "sim_hosts"]
