@@ -51,7 +51,8 @@ class CgroupV2Driver(CgroupDriver):
         return os.path.join(self.top, name)
 
     # -- ensure --------------------------------------------------------------------------------------
-    def ensure(self, name: str, limits: CgroupLimits) -> None:
+    def _make(self, name: str) -> str:
+        """Create the cgroup and its parents, delegating controllers at each level; returns its path."""
         parts = check_name(name)
         level = self.top
         for part in parts:
@@ -64,21 +65,13 @@ class CgroupV2Driver(CgroupDriver):
                     pass
                 except OSError as err:
                     raise host_error("cannot create cgroup", level, err) from err
-        self._apply(level, limits)
+        return level
+
+    def ensure(self, name: str, limits: CgroupLimits) -> None:
+        self._apply(self._make(name), limits)
 
     def weigh(self, name: str, cpu_cores: float) -> None:
-        parts = check_name(name)
-        level = self.top
-        for part in parts:
-            self._delegate(level)
-            level = os.path.join(level, part)
-            if not self.fs.exists(level):
-                try:
-                    self.fs.mkdir(level)
-                except FileExistsError:
-                    pass
-                except OSError as err:
-                    raise host_error("cannot create cgroup", level, err) from err
+        level = self._make(name)
         try:
             self.fs.write(f"{level}/cpu.weight", str(cpu_weight_of(cpu_shares_of(cpu_cores))))
         except OSError as err:
