@@ -2,7 +2,8 @@
 
 Every failure a caller can act on has its own type, and every type has a stable wire ``code`` so an
 error raised in one process arrives as the same type in another (the mesh carries
-``{"code", "message", "field"}``)::
+``{"code", "message", "field"}`` and, when an error has figures a program may want — a quota's
+asked/used/limit — ``"details"``)::
 
     GalaxyError
     ├── InvalidInput          code "invalid"      bad argument / job file / message field (names it)
@@ -31,10 +32,11 @@ class GalaxyError(Exception):
     code: ClassVar[str] = "error"
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.details = details
 
     def __str__(self) -> str:
         if self.field and not self.message.startswith(self.field):
@@ -42,7 +44,10 @@ class GalaxyError(Exception):
         return self.message
 
     def to_wire(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "field": self.field}
+        wire: dict[str, Any] = {"code": self.code, "message": self.message, "field": self.field}
+        if self.details:
+            wire["details"] = self.details
+        return wire
 
     @staticmethod
     def from_wire(body: Any) -> GalaxyError:
@@ -53,8 +58,10 @@ class GalaxyError(Exception):
         message = body.get("message")
         field = body.get("field")
         cls = _BY_CODE.get(code if isinstance(code, str) else "", GalaxyError)
+        details = body.get("details")
         err = cls(str(message) if message is not None else str(code),
-                  field=field if isinstance(field, str) else None)
+                  field=field if isinstance(field, str) else None,
+                  details=details if isinstance(details, dict) else None)
         if cls is GalaxyError and isinstance(code, str):
             err.code = code  # type: ignore[misc]  # keep the peer's code visible
         return err

@@ -21,6 +21,7 @@ from galaxy.coord import Election, LeaderInfo, Leadership, Paths, connect, publi
 from galaxy.daemon.config import DaemonConfig
 from galaxy.daemon.keys import TrustedKeys
 from galaxy.mesh import Keypair, KeyRing, Request, Server
+from galaxy.tenancy import Directory
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ class RoleService:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
+        # Users and pools as every replica sees them (set by ReplicatedDaemon before campaigning, so a
+        # new leader authorises from its first request); it also admits and revokes users' keys.
+        self.directory: Directory | None = None
 
     def on_leading(self, leadership: Leadership, server: Server, zk: KazooClient) -> None:
         """Rebuild from state and register routes on `server`; called before the server starts."""
@@ -72,18 +76,23 @@ class ReplicatedDaemon:
     def run(self) -> None:
         """Campaign until stopped; serve whenever elected."""
         self._zk = connect(self.config.zookeeper, session_timeout=self.config.session_timeout)
+        directory = Directory(self._zk, self.paths, self.keyring).start()
+        self.service.directory = directory
         try:
             self._election = Election(self._zk, self.paths, self.config.role, self.config.id)
             log.info("%s %s campaigning in %s", self.config.role, self.config.id, self.paths.root)
             while not self.stop_event.is_set():
                 self._election.run(self._lead, self.stop_event)
         finally:
+            directory.close()
             self._zk.stop()
             self._zk.close()
 
     # -- leading ---------------------------------------------------------------------------------
     def _lead(self, leadership: Leadership) -> None:
         assert self._zk is not None
+        if self.service.directory is not None:       # authorise from the first request on
+            self.service.directory.wait_synced(self.config.session_timeout)
         server = Server(self.config.listen, self.keypair, self.keyring,
                         heartbeat_interval=self.config.heartbeat_interval, name=self.config.role)
         server.route("status", self._status)

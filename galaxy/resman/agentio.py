@@ -19,6 +19,7 @@ import logging
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from galaxy.errors import GalaxyError, NotFound, ProtocolError
 from galaxy.protocol import AgentMethods
 from galaxy.resman.hosts import ALIVE, HostEntry
 from galaxy.resman.model import ALLOCATING, DESTROYING, EXITED, RUNNING, Container
@@ -142,6 +143,8 @@ def report(engine: Engine, entry: HostEntry, free: dict[str, Any], containers: l
             continue
         apply_info(engine, entry, info, sent)
     entry.view.report(free, reported, used_ports)
+    if engine.meter is not None:
+        engine.meter.observe(entry.id, entry.view.pool, containers, sent)
     safe = engine.safe.on
     for cid in [c for c in entry.view.containers if c not in reported]:
         c = engine.containers.get(cid)
@@ -260,9 +263,12 @@ def dispatch(engine: Engine, now: float) -> None:
 
 
 def send_creates(engine: Engine, entry: HostEntry) -> None:
+    """Send the host's queued creates, at most `creates_per_host` in flight: all of them in one
+    `container.create_many` request, or one request each to an Agent that does not serve it."""
     limit = engine.settings.creates_per_host
     queue = entry.create_queue
-    while queue and entry.creating < limit:
+    batch: list[dict[str, Any]] = []
+    while queue and entry.creating + len(batch) < limit:
         c = engine.containers.get(queue.popleft())
         if c is None or c.state != ALLOCATING or c.host != entry.id:
             continue
@@ -271,25 +277,68 @@ def send_creates(engine: Engine, entry: HostEntry) -> None:
             c.create_sent = False
             engine.retire(c, "its group or version is gone")
             continue
-        entry.creating += 1
-        body = {**group.template, "id": c.id, "group": c.group}
-        engine.request(entry.id, AgentMethods.CREATE, body, engine.settings.create_timeout,
-                       lambda f, at, cid=c.id, e=entry: created(engine, e, cid, f))
+        batch.append({**group.template, "id": c.id, "group": c.group})
     if not queue:
         engine.queued_hosts.discard(entry.id)
+    if not batch:
+        return
+    entry.creating += len(batch)
+    timeout = engine.settings.create_timeout
+    if entry.batch_creates and len(batch) > 1:
+        ids = [body["id"] for body in batch]
+        # The Agent runs a batch's creates one after another: each keeps its own full timeout.
+        engine.request(entry.id, AgentMethods.CREATE_MANY, {"containers": batch}, timeout * len(batch),
+                       lambda f, at: created_many(engine, entry, ids, f))
+        return
+    for body in batch:
+        engine.request(entry.id, AgentMethods.CREATE, body, timeout,
+                       lambda f, at, cid=body["id"]: created(engine, entry, cid, f))
+
+
+def created_many(engine: Engine, entry: HostEntry, ids: list[str], future: Future[Any]) -> None:
+    err = future.exception()
+    if isinstance(err, NotFound) and err.field == "method":
+        # An Agent from before `container.create_many`: nothing was created; send them one by one.
+        log.info("agent %s does not serve %s: sending single creates", entry.id, AgentMethods.CREATE_MANY)
+        entry.batch_creates = False
+        entry.creating = max(0, entry.creating - len(ids))
+        entry.create_queue.extendleft(reversed(ids))
+        engine.queued_hosts.add(entry.id)
+        return
+    answers: dict[str, dict[str, Any]] = {}
+    if err is None:
+        body = future.result()
+        results = body.get("results") if isinstance(body, dict) else None
+        for item in results if isinstance(results, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                answers[item["id"]] = item
+    for cid in ids:
+        item = answers.get(cid)
+        if err is not None:
+            finish_create(engine, entry, cid, err, None)
+        elif item is None:
+            finish_create(engine, entry, cid, ProtocolError(f"the Agent's answer does not mention {cid}"), None)
+        elif "error" in item:
+            finish_create(engine, entry, cid, GalaxyError.from_wire(item["error"]), None)
+        else:
+            finish_create(engine, entry, cid, None, item.get("container"))
 
 
 def created(engine: Engine, entry: HostEntry, cid: str, future: Future[Any]) -> None:
+    err = future.exception()
+    finish_create(engine, entry, cid, err, future.result() if err is None else None)
+
+
+def finish_create(engine: Engine, entry: HostEntry, cid: str, err: BaseException | None, body: Any) -> None:
+    """One create answered (alone or in a batch): `body` is the Agent's container info, or `err` why not."""
     entry.creating = max(0, entry.creating - 1)
     if entry.create_queue:
         engine.queued_hosts.add(entry.id)
     c = engine.containers.get(cid)
     if c is None or c.host != entry.id or c.state not in (ALLOCATING, RUNNING):
         return
-    err = future.exception()
     group = engine.groups.get(c.group)
     if err is None:
-        body = future.result()
         if entry.registered:                            # an answer is a sign of life, like an event
             entry.last_news = engine.clock()
             engine.hosts.heard(entry, entry.last_news)

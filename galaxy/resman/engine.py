@@ -49,6 +49,9 @@ class Engine:
         self.store = store
         self.tracer = tracer
         self.clock = clock
+        # Usage accounting (galaxy.resman.accounting): sees every container list an Agent reports.
+        # Called in the loop thread as meter.observe(host_id, pool, containers, at); None = off.
+        self.meter: Any = None
         self.lock = threading.RLock()
         self.groups: dict[str, Group] = {}
         self.containers: dict[str, Container] = {}
