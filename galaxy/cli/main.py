@@ -11,7 +11,7 @@ from galaxy.errors import GalaxyError
 
 
 class Galaxy:
-    """Galaxy — a data-center operating system. Nouns: job, pod, agent, status, config, keys, dev."""
+    """Galaxy — a data-center operating system. Nouns: job, pod, agent, user, pool, status, config, keys, dev."""
 
     def __init__(self) -> None:
         # Imported here so importing this module stays cheap and a broken noun shows up as one error.
@@ -21,11 +21,15 @@ class Galaxy:
         from galaxy.cli.job import JobCommands
         from galaxy.cli.keys import KeyCommands
         from galaxy.cli.pod import PodCommands
+        from galaxy.cli.pool import PoolCommands
         from galaxy.cli.status import status
+        from galaxy.cli.user import UserCommands
 
         self.job = JobCommands()
         self.pod = PodCommands()
         self.agent = AgentCommands()
+        self.user = UserCommands()
+        self.pool = PoolCommands()
         self.status = status
         self.config = ConfigCommands()
         self.keys = KeyCommands()

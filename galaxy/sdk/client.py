@@ -8,6 +8,7 @@ opened until the first call, so building a Client is free and cannot fail on the
     with Client() as galaxy:                  # ~/.galaxy/config, or GALAXY_* variables
         galaxy.submit("web.yaml")
         galaxy.wait_job("web")
+        print(galaxy.quota())                 # my limits beside what my jobs hold
         for event in galaxy.watch("web", timeout=60):
             print(event.pod, event.previous, "->", event.status)
 """
@@ -29,6 +30,7 @@ from galaxy.mesh import Keypair
 from galaxy.protocol.appmaster import AppMasterApi as AppMaster
 from galaxy.protocol.resman import ResManApi as ResMan
 from galaxy.sdk._leader import LeaderLink
+from galaxy.sdk._tenancy import TenancyCalls
 from galaxy.sdk._watch import WatchEvent, watch_job
 from galaxy.sdk.config import ClientConfig, load_config
 from galaxy.sdk.errors import JobFailed
@@ -44,8 +46,12 @@ POLL = 0.5               # waits and log follows poll at this interval
 SETTLED = ("RUNNING", "COMPLETED", "STOPPED")
 
 
-class Client:
-    """A user's (or administrator's) handle on one cluster. Thread-safe; close it (or use ``with``)."""
+class Client(TenancyCalls):
+    """A user's (or administrator's) handle on one cluster. Thread-safe; close it (or use ``with``).
+
+    Users, grants, quotas, usage and pools (``whoami``, ``user_create``, ``quota_set``, ``pools``, …)
+    come from :class:`galaxy.sdk._tenancy.TenancyCalls`.
+    """
 
     def __init__(self, config: ClientConfig | None = None, *, deadline: float = DEADLINE,
                  call_timeout: float = CALL_TIMEOUT) -> None:

@@ -4,6 +4,7 @@ answering the contract's methods from a small in-memory model.
 Only the service behind the API is canned; the user's key, CURVE, the mesh, the leader record and
 ZooKeeper are the real thing, so the SDK and CLI run exactly as they would against a cluster.
 Every call is recorded with the key name it arrived under, so tests can check what was sent and as whom.
+The multi-tenancy methods (users, quotas, pools) are in ``canned_tenancy``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from galaxy.coord import LeaderInfo, Paths, connect, publish_leader
 from galaxy.errors import Conflict, InvalidInput, NotFound
 from galaxy.mesh import Keypair, KeyRing, Request, Server
 from galaxy.spec import parse_job
+from tests.sdk.canned_tenancy import TenancyState
 
 USER = "alice"
 CLUSTER = "canned"
@@ -40,6 +42,7 @@ class Model:
         self.calls: list[tuple[str, Any, str | None]] = []
         self.logs_reads: dict[str, int] = {}
         self.logs_gone_after: int | None = None
+        self.tenancy: TenancyState | None = None  # set by CannedCluster: it knows the user's key
         self.hosts: dict[str, dict[str, Any]] = {
             name: {"id": name, "pool": pool, "labels": ["ssd"] if i == 0 else [], "address": f"10.0.0.{i + 1}",
                    "status": "lost" if i == 2 else "alive", "admin": "online",
@@ -82,7 +85,10 @@ class AppMasterService:
         names = ["job.submit", "job.plan", "job.update", "job.pause", "job.resume", "job.rollback", "job.cancel",
                  "job.scale", "job.stop", "job.remove", "job.list", "job.show", "job.exec", "job.trace",
                  "pod.list", "pod.show", "pod.recover", "pod.trace", "pod.logs"]
-        return {name: self._wrap(name, getattr(self, name.replace(".", "_"))) for name in names}
+        routes = {name: self._wrap(name, getattr(self, name.replace(".", "_"))) for name in names}
+        if self.model.tenancy is not None:
+            routes.update({name: self._wrap(name, fn) for name, fn in self.model.tenancy.routes().items()})
+        return routes
 
     def _wrap(self, name: str, fn: Callable[[Any, str | None], Any]) -> Callable[[Request], Any]:
         def handle(req: Request) -> Any:
@@ -98,6 +104,8 @@ class AppMasterService:
         spec = parse_job(body.get("spec"))
         if spec.name in self.model.jobs:
             raise Conflict(f"job {spec.name!r} exists", field="job")
+        if self.model.tenancy is not None:
+            self.model.tenancy.check_submit(user, body.get("spec"))
         version = spec.program.version
         self.model.jobs[spec.name] = {
             "job": spec.name, "pool": spec.pool, "owner": user, "type": str(spec.type), "state": "DEPLOYING",
@@ -341,6 +349,7 @@ class CannedCluster:
         self.key_path = directory / f"{USER}.key"
         self.user.save(self.key_path)
         self.keyring = KeyRing({self.user.public: USER})
+        self.model.tenancy = TenancyState(USER, self.user.public, self.keyring, self.model.jobs)
         self.replicas: list[Replica] = []
         self.appmaster = self.add_replica("appmaster", "appmaster-1")
         self.resman = self.add_replica("resman", "resman-1")
