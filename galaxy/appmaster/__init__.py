@@ -5,7 +5,9 @@ Layout by concern: `jobs` (job + versions record), `pods` (pod rows and the per-
 `naming` (naming records), `groups` (agreement with ResMan's container groups, extra containers),
 `resman_link` (the client following the ResMan leader), `workerkeys` (per-job worker keys),
 `master` (in-memory model, report path, reconcile loop), `operations` (user verbs), `views` (rows),
-`service` (the role plugged into the replicated-leader loop). See docs/appmaster.md.
+`authority` (who may act on which job), `quotas` (what users' jobs hold against their quotas),
+`tenancy_api` / `pools_api` (users, grants, quotas, usage, pools), `service` (the role plugged into
+the replicated-leader loop). See docs/appmaster.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
-"""The user's verbs on jobs: each records its decision in ZooKeeper first, then acts on ResMan.
+"""The user's verbs on jobs: each is authorised and quota-checked, records its decision in ZooKeeper
+first, then acts on ResMan.
 
-Every verb changes the in-memory job under the master's lock, waits for the writer to commit it
-(fenced: a deposed leader's verb fails with NotLeader and nothing happened), and only then asks ResMan
-to do anything, so a new leader always finds at least what the old one had started.
+Every verb checks the caller's authority (galaxy.appmaster.authority) and, when it can grow a job, the
+owner's quota (galaxy.appmaster.quotas) under the master's lock *before* it changes anything, so a
+refusal writes nothing and asks nothing of ResMan. It then changes the in-memory job under the same
+lock, waits for the writer to commit it (fenced: a deposed leader's verb fails with NotLeader and
+nothing happened), and only then asks ResMan to do anything, so a new leader always finds at least
+what the old one had started.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import logging
 import time
 from typing import Any
 
-from galaxy.appmaster import workerkeys
+from galaxy.appmaster import quotas, workerkeys
+from galaxy.appmaster.authority import check_job
 from galaxy.appmaster.jobs import Job, needs_new_containers, new_job, same_program
 from galaxy.appmaster.master import Master
 from galaxy.appmaster.rollout import Rollout
-from galaxy.errors import Conflict, GalaxyError, InvalidInput, RetryableError
+from galaxy.errors import Conflict, GalaxyError, InvalidInput, NotFound, RetryableError
 from galaxy.spec import JobSpec, parse_job
+from galaxy.tenancy import JOB_CREATE, JOB_DELETE, JOB_UPDATE, Directory, Principal, job_demand, require
 
 log = logging.getLogger(__name__)
 
@@ -24,23 +30,27 @@ RESMAN_DEADLINE = 15.0
 
 
 class Operations:
-    def __init__(self, master: Master) -> None:
+    def __init__(self, master: Master, directory: Directory) -> None:
         self.m = master
+        self.directory = directory
 
     # ---- submit / update ---------------------------------------------------------------------------
-    def submit(self, owner: str, raw: dict[str, Any]) -> dict[str, Any]:
+    def submit(self, who: Principal, raw: dict[str, Any]) -> dict[str, Any]:
         spec = parse_job(raw)
+        require(who, JOB_CREATE, spec.pool)
         keys = workerkeys.new_worker_keys()
         with self.m.lock:
+            self._declared(spec.pool)
             if spec.name in self.m.jobs:
                 raise Conflict(f"job {spec.name!r} exists; use update", field="name")
-            job = new_job(spec, owner, keys.public, keys.secret)
+            quotas.check(self.directory, self.m.jobs.values(), who.name, job_demand(spec))
+            job = new_job(spec, who.name, keys.public, keys.secret)
             self.m.jobs[spec.name] = job
             self.m.by_job[spec.name] = set()
             ticket = self.m.save_job(job)
         self.m.writer.wait(ticket)
         workerkeys.admit(self.m.keyring, job.name, job.worker_public)
-        self.m.trace_job(job.name, "submitted", owner=owner, version=job.version, replicas=job.replicas)
+        self.m.trace_job(job.name, "submitted", owner=who.name, version=job.version, replicas=job.replicas)
         try:
             self.m.resman.call("group.create", self.m.group_body(job), deadline=RESMAN_DEADLINE)
         except RetryableError as err:   # kept: the reconcile loop creates the group when ResMan is back
@@ -51,8 +61,14 @@ class Operations:
             raise
         return {"job": job.name, "version": job.version, "state": job.state}
 
+    def _declared(self, pool: str) -> None:
+        if not self.directory.has_pool(pool):
+            raise NotFound(f"pool {pool!r} is not declared (an administrator declares it with pool.create)",
+                           field="pool")
+
     def _drop(self, job: Job) -> None:
-        """Undo a submit ResMan refused (bad pool, quota …): the job never existed for the user."""
+        """Undo a submit ResMan refused after it was recorded (authority, pool and quota refusals never get
+        this far: they write nothing). The job never existed for the user."""
         with self.m.lock:
             self.m.jobs.pop(job.name, None)
             self.m.by_job.pop(job.name, None)
@@ -60,20 +76,25 @@ class Operations:
         workerkeys.revoke(self.m.keyring, job.worker_public)
         self.m.writer.wait(ticket)
 
-    def update(self, caller: str, name: str, raw: dict[str, Any], breakpoint: int | None) -> dict[str, Any]:
+    def update(self, who: Principal, name: str, raw: dict[str, Any], breakpoint: int | None) -> dict[str, Any]:
         new = parse_job(raw)
         if new.name != name:
             raise InvalidInput(f"the spec names job {new.name!r}, not {name!r}", field="spec.name")
         now = time.time()
         with self.m.lock:
-            job = self._mutable(caller, name)
+            job = self.mutable(who, name, JOB_UPDATE)
             if job.state in ("STOPPING", "STOPPED"):
                 raise Conflict(f"job {name} is {job.state.lower()}; resume it first", field="job")
             if job.rollout is not None:
                 raise Conflict(f"job {name} is updating to version {job.rollout.target}; "
                                "cancel or roll back first", field="job")
             old = job.spec()
+            if new.pool != old.pool:    # moving to another pool is creating there
+                require(who, JOB_CREATE, new.pool)
+                self._declared(new.pool)
             recreate = needs_new_containers(old, new)
+            after = job_demand(new, new.replicas, also=old if recreate else None)
+            quotas.check(self.directory, self.m.jobs.values(), job.owner, after - quotas.holding(job))
             rescale = new.replicas != job.replicas
             job.replicas = new.replicas
             if same_program(old, new):
@@ -89,7 +110,7 @@ class Operations:
                 job.state = "UPDATING"
             ticket = self.m.save_job(job)
         self.m.writer.wait(ticket)
-        self.m.trace_job(name, "update", caller=caller, version=job.version, recreate=recreate,
+        self.m.trace_job(name, "update", caller=who.name, version=job.version, recreate=recreate,
                          breakpoint=breakpoint)
         if recreate or rescale:
             self._group_update(job, new)
@@ -102,18 +123,18 @@ class Operations:
         self.m.resman.call("group.update", update, deadline=RESMAN_DEADLINE)
 
     # ---- rollout control ---------------------------------------------------------------------------
-    def pause(self, caller: str, name: str) -> dict[str, Any]:
-        return self._control(caller, name, "pause")
+    def pause(self, who: Principal, name: str) -> dict[str, Any]:
+        return self._control(who, name, "pause")
 
-    def resume(self, caller: str, name: str) -> dict[str, Any]:
-        return self._control(caller, name, "resume")
+    def resume(self, who: Principal, name: str) -> dict[str, Any]:
+        return self._control(who, name, "resume")
 
-    def cancel(self, caller: str, name: str) -> dict[str, Any]:
-        return self._control(caller, name, "cancel")
+    def cancel(self, who: Principal, name: str) -> dict[str, Any]:
+        return self._control(who, name, "cancel")
 
-    def _control(self, caller: str, name: str, verb: str) -> dict[str, Any]:
+    def _control(self, who: Principal, name: str, verb: str) -> dict[str, Any]:
         with self.m.lock:
-            job = self._mutable(caller, name)
+            job = self.mutable(who, name, JOB_UPDATE)
             rollout = job.rollout
             if verb == "resume" and job.state in ("STOPPED", "STOPPING"):
                 job.state = "DEPLOYING"
@@ -131,74 +152,78 @@ class Operations:
                 job.state = "RUNNING"
             ticket = self.m.save_job(job)
         self.m.writer.wait(ticket)
-        self.m.trace_job(name, verb, caller=caller, version=job.version)
+        self.m.trace_job(name, verb, caller=who.name, version=job.version)
         return {"job": name, "state": job.state, "version": job.version}
 
-    def rollback(self, caller: str, name: str) -> dict[str, Any]:
+    def rollback(self, who: Principal, name: str) -> dict[str, Any]:
         now = time.time()
         with self.m.lock:
-            job = self._mutable(caller, name)
+            job = self.mutable(who, name, JOB_UPDATE)
             current = job.spec()
             if job.rollout is not None:
-                job.rollout = job.rollout.reversed(now)
+                rollout = job.rollout.reversed(now)
             else:
                 previous = job.previous_version()
                 if previous is None:
                     raise Conflict(f"job {name} has no earlier version to roll back to", field="job")
                 spec = job.spec(previous)
-                job.rollout = Rollout(target=previous, source=job.version,
-                                      step=spec.update.pods_per_step(job.replicas),
-                                      pause_between=spec.update.pause_between,
-                                      max_failures=spec.update.max_failures, started_at=now)
-            target = job.spec(job.rollout.target)
+                rollout = Rollout(target=previous, source=job.version, step=spec.update.pods_per_step(job.replicas),
+                                  pause_between=spec.update.pause_between, max_failures=spec.update.max_failures,
+                                  started_at=now)
+            target = job.spec(rollout.target)
             recreate = needs_new_containers(current, target)
-            job.rollout.mode = "recreate" if recreate else "inplace"
-            job.version = job.rollout.target
+            after = job_demand(target, job.replicas, also=current if recreate else None)
+            quotas.check(self.directory, self.m.jobs.values(), job.owner, after - quotas.holding(job))
+            rollout.mode = "recreate" if recreate else "inplace"
+            job.rollout = rollout
+            job.version = rollout.target
             job.state = "UPDATING"
             ticket = self.m.save_job(job)
         self.m.writer.wait(ticket)
-        self.m.trace_job(name, "rollback", caller=caller, version=job.version)
+        self.m.trace_job(name, "rollback", caller=who.name, version=job.version)
         if recreate:
             self._group_update(job, target)
         return {"job": name, "state": job.state, "version": job.version}
 
     # ---- size and life -----------------------------------------------------------------------------
-    def scale(self, caller: str, name: str, replicas: int) -> dict[str, Any]:
+    def scale(self, who: Principal, name: str, replicas: int) -> dict[str, Any]:
         with self.m.lock:
-            job = self._mutable(caller, name)
+            job = self.mutable(who, name, JOB_UPDATE)
+            asked = quotas.holding(job, replicas) - quotas.holding(job)
+            quotas.check(self.directory, self.m.jobs.values(), job.owner, asked)
             job.replicas = replicas
             ticket = self.m.save_job(job)
         self.m.writer.wait(ticket)
-        self.m.trace_job(name, "scale", caller=caller, replicas=replicas)
+        self.m.trace_job(name, "scale", caller=who.name, replicas=replicas)
         self.m.resman.call("group.scale", {"group": name, "replicas": replicas}, deadline=RESMAN_DEADLINE)
         return {"job": name, "replicas": replicas}
 
-    def stop(self, caller: str, name: str) -> dict[str, Any]:
+    def stop(self, who: Principal, name: str) -> dict[str, Any]:
         with self.m.lock:
-            job = self._mutable(caller, name)
+            job = self.mutable(who, name, JOB_UPDATE)
             if job.state != "STOPPED":
                 job.state = "STOPPING"
             ticket = self.m.save_job(job)
         self.m.writer.wait(ticket)
-        self.m.trace_job(name, "stop", caller=caller)
+        self.m.trace_job(name, "stop", caller=who.name)
         return {"job": name, "state": job.state}
 
-    def remove(self, caller: str, name: str) -> dict[str, Any]:
+    def remove(self, who: Principal, name: str) -> dict[str, Any]:
         from galaxy.appmaster.groups import finish_remove
 
         with self.m.lock:
-            job = self._mutable(caller, name)
+            job = self.mutable(who, name, JOB_DELETE)
             job.removing = True
             ticket = self.m.save_job(job)
         self.m.writer.wait(ticket)
-        self.m.trace_job(name, "remove", caller=caller)
+        self.m.trace_job(name, "remove", caller=who.name)
         finish_remove(self.m, name)
         return {"job": name, "removed": True}
 
-    def recover(self, caller: str, pod: str) -> dict[str, Any]:
+    def recover(self, who: Principal, pod: str) -> dict[str, Any]:
         with self.m.lock:
             row = self.m.pod(pod)
-            self._mutable(caller, row.job)
+            self.mutable(who, row.job, JOB_UPDATE)
             if not row.gave_up:
                 raise Conflict(f"pod {pod} is {row.status}, not FAILED", field="pod")
             row.gave_up = False
@@ -208,21 +233,12 @@ class Operations:
             ticket = self.m.writer.mark("pods", pod)
             self.m._publish(row)
         self.m.writer.wait(ticket)
-        self.m.tracer.record("pod", pod, "recover", job=row.job, caller=caller)
+        self.m.tracer.record("pod", pod, "recover", job=row.job, caller=who.name)
         return {"pod": pod, "status": row.shown_status}
 
     # ---- authority ---------------------------------------------------------------------------------
-    def _mutable(self, caller: str, name: str) -> Job:
+    def mutable(self, who: Principal, name: str, permission: str) -> Job:
+        """The job `who` may act on with `permission` (call under the master's lock)."""
         job = self.m.job(name)
-        check_owner(caller, job)
+        check_job(who, job, permission)
         return job
-
-
-ADMINS = frozenset({"admin"})
-
-
-def check_owner(caller: str, job: Job) -> None:
-    from galaxy.errors import PermissionDenied
-
-    if caller != job.owner and caller not in ADMINS:
-        raise PermissionDenied(f"{caller!r} may not change job {job.name!r} (owner {job.owner!r})", field="job")

@@ -1,5 +1,9 @@
 """An AppMaster cluster for tests: real ZooKeeper, real `galaxy-appmaster` processes (so SIGKILL is
-real), a ResMan double speaking the real mesh contract, and simulated workers on raw DEALERs."""
+real), a ResMan double speaking the real mesh contract, and simulated workers on raw DEALERs.
+
+Only the root administrator's key (`admin`) is in the trusted-keys directory; alice and bob are real
+users, made through `user.create` by the admin the first time a test asks for their client, with every
+job permission on `default` — so the job tests run under the same authority checks users meet."""
 
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ from galaxy.coord import Paths, connect, read_leader
 from galaxy.errors import RetryableError
 from galaxy.mesh import Client, Keypair
 from tests.appmaster.sim import ResManDouble, SimFleet
+
+DEFAULT_USERS = ("alice", "bob")
+JOB_PERMISSIONS = ["job.create", "job.update", "job.delete", "job.read"]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -45,10 +52,10 @@ class AppMasterCluster:
         trusted.mkdir(parents=True)
         self.am_keys = Keypair.generate()
         self.am_keys.save(keys / "appmaster.key")
-        self.users = {name: Keypair.generate() for name in ("alice", "bob")}
-        for name, kp in self.users.items():
-            kp.save(keys / f"{name}.key")
-            (trusted / f"{name}.pub").write_text((keys / f"{name}.key.pub").read_text())
+        self.users = {name: Keypair.generate() for name in ("admin", "alice", "bob")}
+        self.users["admin"].save(keys / "admin.key")
+        (trusted / "admin.pub").write_text((keys / "admin.key.pub").read_text())
+        self.created: set[str] = {"admin"}
         self.trusted = trusted
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.fleet = SimFleet(self.zk, self.paths)
@@ -80,7 +87,26 @@ class AppMasterCluster:
         return wait_until(lambda: read_leader(self.zk, self.paths, "appmaster"), timeout, "an AppMaster leader")
 
     def client(self, user: str = "alice") -> UserClient:
+        """A client with `user`'s key; alice and bob are created (with job grants on default) on first use."""
+        if user not in self.created and user in DEFAULT_USERS:
+            self.add_user(user, {"default": JOB_PERMISSIONS})
         return UserClient(self, user)
+
+    def add_user(self, name: str, grants: dict[str, list[str]] | None = None,
+                 quota: dict[str, Any] | None = None) -> Keypair:
+        """Create `name` through the admin's `user.create` (a fresh key unless one is known), then grant."""
+        keys = self.users.setdefault(name, Keypair.generate())
+        admin = UserClient(self, "admin")
+        try:
+            admin.call("user.create", {"user": name, "key": keys.public})
+            for pool, permissions in (grants or {}).items():
+                admin.call("user.grant", {"user": name, "pool": pool, "permissions": permissions})
+            if quota is not None:
+                admin.call("quota.set", {"user": name, "quota": quota})
+        finally:
+            admin.close()
+        self.created.add(name)
+        return keys
 
     def log_text(self) -> str:
         return "\n".join(f"---- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.tmp.glob("*.log")))
@@ -132,6 +158,7 @@ class UserClient:
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
+            self.client = None
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ class ResManDouble:
         self.server = Server("tcp://127.0.0.1:0", self.keypair, ring, heartbeat_interval=0.5, name="resman-double")
         self.groups: dict[str, dict[str, Any]] = {}
         self.hosts = [f"sim-host-{i}" for i in range(hosts)]
+        self.host_pools: dict[str, str] = {}      # host -> pool, when not "default"
         self.calls: list[tuple[str, Any]] = []
         self.on_create = on_create or (lambda group, container: None)
         self.on_destroy = on_destroy or (lambda cid: None)
@@ -153,7 +154,7 @@ class ResManDouble:
         return {"group": body["group"]}
 
     def _hosts(self, req: Request) -> Any:
-        return [{"id": h, "pool": "default", "labels": [], "address": "127.0.0.1", "status": "alive",
+        return [{"id": h, "pool": self.host_pools.get(h, "default"), "labels": [], "address": "127.0.0.1", "status": "alive",
                  "admin": "online", "capacity": {"cpu": 4, "memory": 8 << 30, "disks": {}},
                  "free": {"cpu": 2.0, "memory": 4 << 30, "disks": {}}, "containers": 0} for h in self.hosts]
 
