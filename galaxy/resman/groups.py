@@ -1,7 +1,12 @@
 """The container-group API (AppMaster and administrators): create, update, scale, remove, list, show,
 extra and release. Each call validates its body, writes the group record to ZooKeeper under the
 engine lock (so an answered call survives a failover), changes the model and wakes the loop; the
-loop does the placing and destroying."""
+loop does the placing and destroying.
+
+Only `appmaster*` keys and administrators reach these handlers (`service.serve` checks the caller
+first). Users act on their jobs at the AppMaster, which checks their grants, ownership and quota
+before it asks ResMan for anything; a group's `owner` is whom its usage is billed to.
+"""
 
 from __future__ import annotations
 

@@ -1,13 +1,18 @@
 """ResMan's leader-side service: plugs the engine into the replicated-leader loop and the mesh.
 
 On election it reads `state/` (groups, placements, hosts), enters safe mode if hosts were known,
-registers the routes of `galaxy.protocol.resman.ResManApi` and starts the engine's loop; on
-demotion it stops the loop and drops everything in memory (the next leader rebuilds from state).
+starts usage accounting (`accounting.Meter`), registers the routes of
+`galaxy.protocol.resman.ResManApi` — each checking the caller's authority, from the key that
+connected, against the daemon's `Directory` — and starts the engine's loop; on demotion it stops
+the loop and drops everything in memory (the next leader rebuilds from state).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from kazoo.client import KazooClient
@@ -15,15 +20,26 @@ from kazoo.client import KazooClient
 from galaxy.coord import Leadership, Paths, StateStore
 from galaxy.daemon.config import DaemonConfig
 from galaxy.daemon.replica import RoleService
-from galaxy.errors import InvalidInput, NotFound
-from galaxy.mesh import Request, Server
+from galaxy.errors import GalaxyError, InternalError, InvalidInput, NotFound, PermissionDenied
+from galaxy.mesh import PeerInfo, Request, Server
 from galaxy.protocol import AgentMethods
 from galaxy.protocol.resman import ResManApi, logs_request
+from galaxy.resman.accounting import Meter
 from galaxy.resman.admin import AdminApi
 from galaxy.resman.engine import Engine
 from galaxy.resman.groups import GroupApi
 from galaxy.resman.settings import ResManSettings
 from galaxy.resman.state import load
+from galaxy.tenancy import (
+    AGENT,
+    APPMASTER,
+    DEFAULT_POOL,
+    POOLS,
+    Directory,
+    Principal,
+    check_pool_name,
+    kind_of,
+)
 from galaxy.trace import Tracer
 
 log = logging.getLogger(__name__)
@@ -40,19 +56,91 @@ def check_registration(req: Request) -> dict[str, Any]:
     return facts
 
 
-def serve(engine: Engine, server: Server) -> None:
-    """Register every ResMan route on `server` (also used by tests that run an Engine directly)."""
-    groups, admin = GroupApi(engine), AdminApi(engine)
+class PoolDeclarer:
+    """Declares the pools Agents register in, as Nomad does: a host's pool exists once a host is in it.
+
+    The declaration is a ZooKeeper write, and registrations arrive on the mesh I/O thread, so it
+    happens on a short-lived thread of its own (one per new pool at a time); the registration is not
+    held up. An existing record (an administrator's `pool.create`, with its description) is kept.
+    """
+
+    def __init__(self, store: StateStore | None, directory: Directory) -> None:
+        self.store = store
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._refused: set[str] = set()
+
+    def ensure(self, pool: str) -> None:
+        if self.directory.has_pool(pool):
+            return
+        with self._lock:
+            if pool in self._busy or pool in self._refused:
+                return
+            self._busy.add(pool)
+        threading.Thread(target=self._declare, args=(pool,), name="resman-declare-pool", daemon=True).start()
+
+    def _declare(self, pool: str) -> None:
+        try:
+            check_pool_name(pool)
+            if self.store is not None and self.store.get(POOLS, pool) is None:
+                self.store.put(POOLS, pool, {"created": time.time(), "by": "resman"})
+            self.directory.apply_pools(self.directory.pools() | {pool})
+            log.info("declared pool %s: an Agent registered in it", pool)
+        except InvalidInput as err:
+            with self._lock:
+                self._refused.add(pool)
+            log.error("an Agent registered in pool %r, which cannot be declared: %s", pool, err)
+        except GalaxyError as err:      # not leading any more, or ZooKeeper away: the next registration retries
+            log.warning("declaring pool %s failed: %s", pool, err)
+        finally:
+            with self._lock:
+                self._busy.discard(pool)
+
+
+def agent_key(who: Principal, method: str) -> None:
+    if who.kind != AGENT:
+        raise PermissionDenied(f"{method} is for Agents; key {who.name!r} ({who.kind}) is not an Agent's",
+                               field="key")
+
+
+def appmaster_or_admin(who: Principal, method: str) -> None:
+    if who.kind != APPMASTER and not who.is_admin:
+        raise PermissionDenied(f"{method} is for the AppMaster and administrators; key {who.name!r} ({who.kind}) "
+                               "is neither", field="key")
+
+
+def serve(engine: Engine, server: Server, directory: Directory) -> None:
+    """Register every ResMan route on `server`, each checking the caller's authority first.
+
+    `directory` says who a key is (galaxy.tenancy); the caller is always the key that connected.
+    Agent methods take only `agent*` keys; groups and logs the AppMaster or administrators;
+    host and safe-mode methods check per host and pool in `AdminApi`.
+    """
+    groups, admin = GroupApi(engine), AdminApi(engine, directory)
+    pools = PoolDeclarer(engine.store, directory)
+
+    def who(req: Request) -> Principal:
+        return directory.principal(req.key_name)
 
     def register(req: Request) -> dict[str, Any]:
-        engine.agent_registered(check_registration(req), req.key_name)
+        agent_key(who(req), ResManApi.REGISTER)
+        facts = check_registration(req)
+        pool = facts.get("pool") or DEFAULT_POOL
+        if isinstance(pool, str):
+            pools.ensure(pool)
+        engine.agent_registered(facts, req.key_name)
         return {"ok": True}
 
     def container_state(req: Request) -> None:
+        if kind_of(req.key_name) != AGENT:
+            log.warning("ignoring a %s event from key %r: not an Agent", ResManApi.CONTAINER_STATE, req.key_name)
+            return
         if isinstance(req.body, dict):
             engine.agent_event(req.peer, req.body)
 
     def logs(req: Request) -> Any:
+        appmaster_or_admin(who(req), ResManApi.CONTAINER_LOGS)
         ask = logs_request(req.body)
         with engine.lock:
             c = engine.containers.get(ask["container"])
@@ -62,33 +150,53 @@ def serve(engine: Engine, server: Server) -> None:
         return server.request(host, AgentMethods.LOGS, {"id": ask["container"], "stream": ask["stream"],
                                                        "tail": ask["tail"], "offset": ask["offset"]}, timeout=10.0)
 
+    def for_groups(method: str, handler: Callable[[Any], Any]) -> Callable[[Request], Any]:
+        def guarded(req: Request) -> Any:
+            appmaster_or_admin(who(req), method)
+            return handler(req.body)
+        return guarded
+
+    def for_hosts(handler: Callable[[Any, Principal], Any]) -> Callable[[Request], Any]:
+        return lambda req: handler(req.body, who(req))
+
+    def agent_peer(fn: Callable[[str], None]) -> Callable[[PeerInfo], None]:
+        # Only an Agent's connection is a host's: a user's client may pick any routing identity.
+        def on_peer(peer: PeerInfo) -> None:
+            if kind_of(peer.key_name) == AGENT:
+                fn(peer.identity)
+        return on_peer
+
     server.route(ResManApi.REGISTER, register)
     server.on_event(ResManApi.CONTAINER_STATE, container_state)
-    server.on_peer_lost(lambda peer: engine.agent_lost(peer.identity))
-    server.on_peer_joined(lambda peer: engine.agent_joined(peer.identity))
-    blocking = {
-        ResManApi.GROUP_CREATE: lambda r: groups.create(r.body),
-        ResManApi.GROUP_UPDATE: lambda r: groups.update(r.body),
-        ResManApi.GROUP_SCALE: lambda r: groups.scale(r.body),
-        ResManApi.GROUP_REMOVE: lambda r: groups.remove(r.body),
-        ResManApi.GROUP_LIST: lambda r: groups.list(r.body),
-        ResManApi.GROUP_SHOW: lambda r: groups.show(r.body),
-        ResManApi.GROUP_EXTRA: lambda r: groups.extra(r.body),
-        ResManApi.GROUP_RELEASE: lambda r: groups.release(r.body),
-        ResManApi.CONTAINER_LOGS: logs,
-        ResManApi.HOSTS_LIST: lambda r: admin.hosts(r.body),
-        ResManApi.HOST_OFFLINE: lambda r: admin.offline(r.body),
-        ResManApi.HOST_ONLINE: lambda r: admin.online(r.body),
-        ResManApi.HOST_DRAIN: lambda r: admin.drain(r.body),
-        ResManApi.HOST_LABEL: lambda r: admin.label(r.body),
-        ResManApi.HOST_UNLABEL: lambda r: admin.unlabel(r.body),
-        ResManApi.HOST_MOVE: lambda r: admin.move(r.body),
-        ResManApi.SAFEMODE_ENTER: lambda r: admin.safemode_enter(r.body),
-        ResManApi.SAFEMODE_LEAVE: lambda r: admin.safemode_leave(r.body),
-        ResManApi.SAFEMODE_STATUS: lambda r: admin.safemode_status(r.body),
+    server.on_peer_lost(agent_peer(engine.agent_lost))
+    server.on_peer_joined(agent_peer(engine.agent_joined))
+    group_routes: dict[str, Callable[[Any], Any]] = {
+        ResManApi.GROUP_CREATE: groups.create,
+        ResManApi.GROUP_UPDATE: groups.update,
+        ResManApi.GROUP_SCALE: groups.scale,
+        ResManApi.GROUP_REMOVE: groups.remove,
+        ResManApi.GROUP_LIST: groups.list,
+        ResManApi.GROUP_SHOW: groups.show,
+        ResManApi.GROUP_EXTRA: groups.extra,
+        ResManApi.GROUP_RELEASE: groups.release,
     }
-    for method, handler in blocking.items():
-        server.route(method, handler, blocking=True)
+    host_routes: dict[str, Callable[[Any, Principal], Any]] = {
+        ResManApi.HOSTS_LIST: admin.hosts,
+        ResManApi.HOST_OFFLINE: admin.offline,
+        ResManApi.HOST_ONLINE: admin.online,
+        ResManApi.HOST_DRAIN: admin.drain,
+        ResManApi.HOST_LABEL: admin.label,
+        ResManApi.HOST_UNLABEL: admin.unlabel,
+        ResManApi.HOST_MOVE: admin.move,
+        ResManApi.SAFEMODE_ENTER: admin.safemode_enter,
+        ResManApi.SAFEMODE_LEAVE: admin.safemode_leave,
+        ResManApi.SAFEMODE_STATUS: admin.safemode_status,
+    }
+    for method, handler in group_routes.items():
+        server.route(method, for_groups(method, handler), blocking=True)
+    for method, host_handler in host_routes.items():
+        server.route(method, for_hosts(host_handler), blocking=True)
+    server.route(ResManApi.CONTAINER_LOGS, logs, blocking=True)
 
 
 class ResManService(RoleService):
@@ -97,14 +205,19 @@ class ResManService(RoleService):
         self.settings = settings or ResManSettings.from_env()
         self.engine: Engine | None = None
         self.tracer: Tracer | None = None
+        self.meter: Meter | None = None
 
     def on_leading(self, leadership: Leadership, server: Server, zk: KazooClient) -> None:
+        if self.directory is None:
+            raise InternalError("ResMan leads only with a Directory of users and pools (set by ReplicatedDaemon)")
         paths = Paths(self.config.cluster)
         store = StateStore(zk, paths, leadership=leadership)
         self.tracer = Tracer(zk, paths, "resman")
         engine = Engine(self.settings, server=server, store=store, tracer=self.tracer)
         engine.load(load(store))
-        serve(engine, server)
+        self.meter = Meter(lambda: engine.groups, store, self.settings).start()
+        engine.meter = self.meter
+        serve(engine, server, self.directory)
         self.engine = engine.start()
         log.info("ResMan serving: %d groups, %d containers, %d hosts known; safe mode %s",
                  len(engine.groups), len(engine.containers), len(engine.hosts), engine.safe.on)
@@ -113,6 +226,9 @@ class ResManService(RoleService):
         if self.engine is not None:
             self.engine.stop()
             self.engine = None
+        if self.meter is not None:
+            self.meter.stop()
+            self.meter = None
         if self.tracer is not None:
             self.tracer.close()
             self.tracer = None

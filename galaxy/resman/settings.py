@@ -30,10 +30,11 @@ class ResManSettings:
     avoid_for: float = 120.0          # a host that failed a group's creation is avoided this long
     round_limit: int = 20_000         # placements per scheduling round (bounds one ZooKeeper batch)
     trace_containers: bool = True     # trace each container's notable events (failures, losses)
+    usage_flush: float = 15.0         # seconds between two writes of usage records (accounting)
 
     def __post_init__(self) -> None:
         for name in ("poll_interval", "safe_mode_timeout", "create_timeout", "destroy_timeout",
-                     "backoff_min", "backoff_max", "avoid_for"):
+                     "backoff_min", "backoff_max", "avoid_for", "usage_flush"):
             if getattr(self, name) <= 0:
                 raise InvalidInput("must be > 0", field=name)
         if self.lost_after < 1:

@@ -1,5 +1,6 @@
 """ResMan under test: a real ZooKeeper (a chroot per test), a real fenced leadership, the real mesh
-Server with the ResMan routes, and a simulated fleet of Agents speaking the real protocol."""
+Server with the ResMan routes (authority checked against a real Directory), and a simulated fleet of
+Agents speaking the real protocol."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from galaxy.coord import Election, Leadership, Paths, StateStore, connect
 from galaxy.mesh import Client, Keypair, KeyRing, Server
 from galaxy.resman import Engine, ResManSettings, serve
 from galaxy.resman.state import load
+from galaxy.tenancy import Directory
 from galaxy.testing.fleet import SimFleet, SimHostSpec
 from galaxy.testing.netns import wait_until
 from galaxy.trace import Tracer
@@ -27,9 +29,11 @@ class Keys:
         self.resman = Keypair.generate()
         self.agent = Keypair.generate()
         self.admin = Keypair.generate()
+        self.appmaster = Keypair.generate()
         self.ring = KeyRing()
         self.ring.add(self.agent.public, "agent")
         self.ring.add(self.admin.public, "admin")
+        self.ring.add(self.appmaster.public, "appmaster")
 
 
 class ResManUnderTest:
@@ -57,7 +61,11 @@ class ResManUnderTest:
                              name="resman-test", workers=4)
         self.engine = Engine(settings, server=self.server, store=self.store, tracer=self.tracer)
         self.engine.load(load(self.store))
-        serve(self.engine, self.server)
+        # Who each key is (users, pools), as the daemon's RoleService has it: admits users' keys to the ring.
+        self.directory = Directory(self.zk, self.paths, keys.ring).start()
+        if not self.directory.wait_synced(20):
+            raise RuntimeError("the Directory of the ResMan under test never read ZooKeeper")
+        serve(self.engine, self.server, self.directory)
         self.server.start()
         self.engine.start()
         self._client: Client | None = None
@@ -78,6 +86,7 @@ class ResManUnderTest:
         self.engine.stop()
         self.server.stop()
         self.tracer.close()
+        self.directory.close()
         self.election.stop()
         self.zk.stop()
         self.zk.close()

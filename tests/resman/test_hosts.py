@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from galaxy.tenancy import POOLS
 from galaxy.testing.fleet import SimHostSpec, sim_hosts
 from galaxy.testing.netns import wait_until
 from tests.resman.conftest import group_body, template, wait_running
@@ -82,6 +83,8 @@ def test_offline_host_gets_nothing_new_and_admin_state_persists(make_resman, mak
     rm.call("group.create", group_body("web", 4, labels=["ssd"]))
     assert {c["host"] for c in wait_running(rm, "web", 4)} == {"sim-00002"}
     assert rm.call("host.unlabel", {"host": "sim-00002", "labels": ["fast"]})["labels"] == ["ssd"]
+    rm.store.put(POOLS, "spare", {"created": 1.0, "by": "test"})      # a host moves only to a declared pool
+    wait_until(lambda: rm.directory.has_pool("spare"), timeout=10, what="pool spare declared")
     assert rm.call("host.move", {"host": "sim-00001", "pool": "spare"}) == {"host": "sim-00001", "pool": "spare"}
     rm.close()
     rm2 = make_resman()
