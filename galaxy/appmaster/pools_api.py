@@ -53,7 +53,7 @@ class PoolRoutes:
                 raise Conflict(f"pool {pool!r} exists", field="pool")
             self.m.store.put(POOLS, pool, {"pool": pool, "description": description, "created": time.time(),
                                            "by": who.name})
-            self.directory.apply_pools(self.directory.pools() | {pool})
+            self.directory.add_pool(pool)
         rows = self._rows(who)
         return next(row for row in rows if row["pool"] == pool)
 
@@ -76,7 +76,7 @@ class PoolRoutes:
                 raise Conflict(f"pool {pool!r} still holds {hosts} host(s) and {jobs} job(s); move or remove "
                                "them first", field="pool", details={"pool": pool, "hosts": hosts, "jobs": jobs})
             self.m.store.delete(POOLS, pool)
-            self.directory.apply_pools(self.directory.pools() - {pool})
+            self.directory.drop_pool(pool)
         return {"pool": pool, "deleted": True}
 
     # ---- the merged view ---------------------------------------------------------------------------

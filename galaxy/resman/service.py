@@ -85,7 +85,7 @@ class PoolDeclarer:
             check_pool_name(pool)
             if self.store is not None and self.store.get(POOLS, pool) is None:
                 self.store.put(POOLS, pool, {"created": time.time(), "by": "resman"})
-            self.directory.apply_pools(self.directory.pools() | {pool})
+            self.directory.add_pool(pool)
             log.info("declared pool %s: an Agent registered in it", pool)
         except InvalidInput as err:
             with self._lock:

@@ -100,6 +100,16 @@ class Directory:
         with self._lock:
             self._pools = frozenset(pools) | {DEFAULT_POOL}
 
+    def add_pool(self, pool: str) -> None:
+        """This daemon declared ``pool``: in effect here at once (a read-modify-write under the lock,
+        so a watch update landing meanwhile is not lost)."""
+        with self._lock:
+            self._pools = self._pools | {pool}
+
+    def drop_pool(self, pool: str) -> None:
+        with self._lock:
+            self._pools = (self._pools - {pool}) | {DEFAULT_POOL}
+
     # ---- ZooKeeper -------------------------------------------------------------------------------
     def _read_users(self, watch: Any) -> dict[str, bytes]:
         base = self.paths.state(USERS)
