@@ -39,6 +39,7 @@ from galaxy.tenancy import (
     Principal,
     check_pool_name,
     kind_of,
+    speaks_for_host,
 )
 from galaxy.trace import Tracer
 
@@ -126,6 +127,8 @@ def serve(engine: Engine, server: Server, directory: Directory) -> None:
     def register(req: Request) -> dict[str, Any]:
         agent_key(who(req), ResManApi.REGISTER)
         facts = check_registration(req)
+        if not speaks_for_host(req.key_name, facts["id"]):
+            raise PermissionDenied(f"key {req.key_name!r} may not register as host {facts['id']!r}", field="id")
         pool = facts.get("pool") or DEFAULT_POOL
         if isinstance(pool, str):
             pools.ensure(pool)
@@ -133,8 +136,9 @@ def serve(engine: Engine, server: Server, directory: Directory) -> None:
         return {"ok": True}
 
     def container_state(req: Request) -> None:
-        if kind_of(req.key_name) != AGENT:
-            log.warning("ignoring a %s event from key %r: not an Agent", ResManApi.CONTAINER_STATE, req.key_name)
+        if kind_of(req.key_name) != AGENT or not speaks_for_host(req.key_name, req.peer):
+            log.warning("ignoring a %s event from key %r for host %r: not that host's Agent",
+                        ResManApi.CONTAINER_STATE, req.key_name, req.peer)
             return
         if isinstance(req.body, dict):
             engine.agent_event(req.peer, req.body)
@@ -162,7 +166,7 @@ def serve(engine: Engine, server: Server, directory: Directory) -> None:
     def agent_peer(fn: Callable[[str], None]) -> Callable[[PeerInfo], None]:
         # Only an Agent's connection is a host's: a user's client may pick any routing identity.
         def on_peer(peer: PeerInfo) -> None:
-            if kind_of(peer.key_name) == AGENT:
+            if kind_of(peer.key_name) == AGENT and speaks_for_host(peer.key_name, peer.identity):
                 fn(peer.identity)
         return on_peer
 

@@ -34,6 +34,7 @@ from galaxy.tenancy.principal import (
     require,
     require_admin,
     resolve,
+    speaks_for_host,
 )
 from galaxy.tenancy.quota import Demand, check_quota, job_demand, total
 from galaxy.tenancy.usage import USAGE, read_usage
@@ -42,5 +43,5 @@ __all__ = [
     "ADMIN", "AGENT", "APPMASTER", "DEFAULT_POOL", "HOST_ADMIN", "JOB_CREATE", "JOB_DELETE", "JOB_READ", "JOB_UPDATE",
     "PERMISSIONS", "POOLS", "RESMAN", "USAGE", "USER", "USERS", "WORKER", "Demand", "Directory", "Principal", "Quota", "User",
     "check_permission", "check_pool_name", "check_quota", "check_user_name", "job_demand", "kind_of", "require",
-    "read_usage", "require_admin", "resolve", "total",
+    "read_usage", "require_admin", "resolve", "speaks_for_host", "total",
 ]

@@ -66,6 +66,18 @@ def kind_of(name: str | None) -> str:
     return USER
 
 
+def speaks_for_host(name: str | None, host: str) -> bool:
+    """May the Agent key ``name`` act as host ``host``?
+
+    A per-host key ``agent-<host>`` (what the playbook hands out) speaks only for its own host, so a
+    stolen or misconfigured Agent key cannot pose as another machine. The shared ``agent`` key (one-box
+    and test clusters) may speak for any host of its cluster.
+    """
+    if name == AGENT:
+        return True
+    return bool(name) and name == f"{AGENT}-{host}"
+
+
 def resolve(name: str | None, users: dict[str, User]) -> Principal:
     kind = kind_of(name)
     return Principal(name or "", kind, users.get(name or "") if kind == USER else None)

@@ -178,3 +178,23 @@ def test_labels_many_hosts_many_labels_in_one_call_all_or_nothing(cluster) -> No
     assert answer == {"hosts": [{"host": B_HOST, "labels": ["galaxy-ssd"]}]}
     assert rm.store.get("hosts", A_HOST)["labels"] == ["galaxy-fast", "galaxy-ssd"]
     assert rm.store.get("hosts", B_HOST)["labels"] == ["galaxy-ssd"]
+
+
+def test_a_per_host_agent_key_speaks_only_for_its_own_host(cluster) -> None:
+    rm, _ = cluster
+    pair = Keypair.generate()
+    rm.keys.ring.add(pair.public, "agent-galaxy-c-00001")
+
+    def register(host: str) -> Any:
+        facts = {"id": host, "pool": "default", "capacity": {"cpu": 1.0, "memory": 1 << 30},
+                 "free": {"cpu": 1.0, "memory": 1 << 30, "disks": {}, "ports": 10}, "containers": []}
+        client = Client(rm.endpoint, rm.keys.resman.public, pair, host, heartbeat_interval=0.5).start()
+        try:
+            return client.call(ResManApi.REGISTER, facts, timeout=10.0)
+        finally:
+            client.close()
+
+    with pytest.raises(PermissionDenied) as err:
+        register("galaxy-c-00002")                        # another host's name
+    assert err.value.field == "id"
+    assert register("galaxy-c-00001") == {"ok": True}
