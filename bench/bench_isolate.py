@@ -5,6 +5,11 @@ read-only binds, pivot_root, exec), ``wait``, ``destroy``. Bare, measured in the
 cgroups and write the same limits, spawn ``unshare --fork --pid --mount --uts --ipc /bin/true`` placed in
 them by a shell before exec, wait, rmdir. The bare loop builds no root filesystem and keeps no shim, so
 the ratio is the price of a real container over the minimum the kernel needs.
+
+Zygote rows: containers whose init is the AppWorker's (``python -m galaxy.appworker.main -- /bin/true``),
+launched through the zygote (forked, pre-imported, no exec) against the exec path, same run: latency
+until PID 1 runs, and the CPU the container's cgroup spent until it ended (the interpreter start and
+imports on the exec path; neither on the zygote's).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -22,6 +28,7 @@ from galaxy.isolate import (
     CgroupLimits,
     CgroupV1Driver,
     ContainerSpec,
+    Zygote,
     default_system_mounts,
     destroy,
     detect_cgroups,
@@ -29,6 +36,8 @@ from galaxy.isolate import (
 )
 
 WINDOW_S = 8.0
+APPWORKER_WINDOW_S = 4.0
+APPWORKER_INIT = [sys.executable, "-m", "galaxy.appworker.main", "--", "/bin/true"]
 LIMITS = CgroupLimits(0.5, memory_bytes=64 << 20, pids_max=64)
 
 
@@ -55,6 +64,33 @@ def _galaxy(driver, parent: str) -> tuple[float, list[float], list[float]]:
             launches.append(t1 - t0)
             n += 1
         return n / (time.perf_counter() - started), launches, destroys
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _appworker(driver, parent: str, zygote: Zygote | None) -> tuple[list[float], list[float]]:
+    """(launch latencies, cgroup CPU seconds per container) of AppWorker-init containers."""
+    state, work = tempfile.mkdtemp(prefix="galaxy-bench-state-"), tempfile.mkdtemp(prefix="galaxy-bench-work-")
+    mounts = default_system_mounts()
+    launches: list[float] = []
+    cpu: list[float] = []
+    n = 0
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < APPWORKER_WINDOW_S:
+            cid = f"w{'z' if zygote else 'x'}{n}"
+            spec = ContainerSpec(id=cid, cgroup=f"{parent}/{cid}", limits=LIMITS, argv=APPWORKER_INIT,
+                                 env={}, state_dir=state, work_dir=work, system_mounts=mounts)
+            t0 = time.perf_counter()
+            proc = launch(spec, driver, zygote)
+            launches.append(time.perf_counter() - t0)
+            if proc.wait(20) != {"exit_code": 0}:
+                raise RuntimeError(f"the AppWorker init ended with {proc.exit_status()}")
+            cpu.append(driver.usage(spec.cgroup).cpu_seconds)
+            destroy(spec, driver)
+            n += 1
+        return launches, cpu
     finally:
         shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -100,6 +136,17 @@ def run() -> list[Row]:
     try:
         bare_rate, bare_spawns = _bare(driver, parent)
         rate, launches, destroys = _galaxy(driver, parent)
+        exec_launches, exec_cpu = _appworker(driver, parent, None)
+        zygote_dir = tempfile.mkdtemp(prefix="galaxy-bench-zygote-")
+        zygote = Zygote(zygote_dir, "galaxy.appworker.main")
+        try:
+            if not zygote.ensure():
+                raise RuntimeError(f"the zygote did not start; see {zygote_dir}/zygote.log")
+            zygote_launches, zygote_cpu = _appworker(driver, parent, zygote)
+        finally:
+            zygote.stop()
+            zygote.close()
+            shutil.rmtree(zygote_dir, ignore_errors=True)
     finally:
         driver.release(parent)
     bare_ms = statistics.median(bare_spawns) * 1000
@@ -110,6 +157,10 @@ def run() -> list[Row]:
             bare_ms, "bare unshare+exec", better="lower"),
         Row("isolate", "destroy latency p50", statistics.median(destroys) * 1000, "ms", None, "",
             better="lower"),
+        Row("isolate", "AppWorker init: launch latency p50, zygote", statistics.median(zygote_launches) * 1000,
+            "ms", statistics.median(exec_launches) * 1000, "exec path", better="lower"),
+        Row("isolate", "AppWorker init: container CPU p50, zygote", statistics.median(zygote_cpu) * 1000,
+            "cpu-ms", statistics.median(exec_cpu) * 1000, "exec path", better="lower"),
     ]
 
 

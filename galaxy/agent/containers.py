@@ -29,6 +29,7 @@ from galaxy.isolate import (
     CgroupLimits,
     ContainerProcess,
     ContainerSpec,
+    Zygote,
     adopt,
     default_system_mounts,
     destroy,
@@ -42,6 +43,8 @@ from galaxy.protocol import ContainerRequest
 log = logging.getLogger(__name__)
 
 APPWORKER_MODULE = "galaxy.appworker.main"
+ZYGOTE_SWITCH = "GALAXY_ZYGOTE"
+"""Set to ``off`` in the Agent's environment to launch every container by exec (for comparisons)."""
 
 
 def local_interpreter(argv: list[str]) -> list[str]:
@@ -78,6 +81,11 @@ class ContainerManager:
         # The AppMaster leader as last seen in ZooKeeper (set by the daemon), passed to every new
         # container so its AppWorker can dial the master without a ZooKeeper session of its own.
         self.master_hint: dict[str, str] = {}
+        # Forks AppWorker containers from a pre-imported interpreter (docs/agent.md, "zygote");
+        # started by the first create, kept across Agent restarts, ended by purge().
+        self.zygote: Zygote | None = None
+        if os.environ.get(ZYGOTE_SWITCH, "on") != "off":
+            self.zygote = Zygote(str(self.root / "zygote"), APPWORKER_MODULE)
 
     # -- naming --------------------------------------------------------------------------------
     def cgroup_name(self, container_id: str) -> str:
@@ -113,6 +121,8 @@ class ContainerManager:
         """Make the firewall chain, then re-adopt what survived the last run and undo what was half-made."""
         self.ports.ensure()
         self._weigh_root()
+        if self.zygote is not None:
+            self.zygote.refind()
         kept: list[ContainerRecord] = []
         for record in self.store.load_all():
             if record.state in ("creating", "destroying"):
@@ -214,7 +224,7 @@ class ContainerManager:
             spec = self.spec_for(record)
             Path(spec.work_dir).mkdir(parents=True, exist_ok=True)
             os.chown(spec.work_dir, uid, gid)  # the service writes its deploy and logs there
-            proc = launch(spec, self.driver)
+            proc = launch(spec, self.driver, self.zygote)
         except BaseException:
             self._teardown(record)
             raise
@@ -284,6 +294,9 @@ class ContainerManager:
         try:
             self.destroy_all()
         finally:
+            if self.zygote is not None:
+                self.zygote.stop()
+                self.zygote.close()
             self.ports.close(remove_rules=True)
             self.driver.remove(f"galaxy-{self.agent_id}")
 
@@ -296,9 +309,12 @@ class ContainerManager:
         for cid, proc in running:
             if proc.alive():
                 continue
+            status = proc.exit_status()
+            if status is None:
+                continue  # PID 1 has ended and its shim is writing the status: the next poll reads it
             record = self._records[cid]
             record.state = "exited"
-            record.exit = proc.exit_status() or {"lost": True}
+            record.exit = status
             self.store.save(record)
             info = self.describe(cid)
             changed.append(info)
@@ -357,5 +373,7 @@ class ContainerManager:
         }
 
     def close(self) -> None:
-        """Stop managing; running containers stay up for the next Agent to re-adopt."""
+        """Stop managing; running containers (and the zygote) stay up for the next Agent to re-adopt."""
         self.ports.close(remove_rules=False)
+        if self.zygote is not None:
+            self.zygote.close()

@@ -13,6 +13,7 @@ mesh. See docs/isolate.md. The public surface::
     proc.wait(10) ; driver.usage(spec.cgroup)       # {"exit_code": 0} ; CgroupUsage(...)
     adopt(spec, driver)                             # after an Agent restart
     destroy(spec, driver)                           # leaves nothing; idempotent
+    zygote = Zygote(dir, "galaxy.appworker.main")  # launch(spec, driver, zygote): no exec for PID 1
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from galaxy.isolate._spec import (
     default_system_mounts,
     resolve_user,
 )
+from galaxy.isolate._zygote_handle import Zygote
 
 __all__ = [
     "detect_cgroups", "CgroupDriver", "CgroupV1Driver", "CgroupV2Driver", "CgroupFs", "CgroupLimits",
     "CgroupUsage", "ContainerSpec", "BindMount", "ContainerProcess", "launch", "adopt", "destroy",
-    "default_system_mounts", "resolve_user", "IsolateError", "WORK_DIR_INSIDE",
+    "default_system_mounts", "resolve_user", "IsolateError", "WORK_DIR_INSIDE", "Zygote",
 ]

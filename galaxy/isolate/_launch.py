@@ -1,8 +1,9 @@
 """launch / adopt / destroy: the three verbs the Agent uses, each safe to repeat and to interrupt.
 
 ``launch`` checks every value, applies the cgroup, writes the shim's config and starts the shim (a fresh
-``python -I -S`` process, so the threaded Agent never forks Python); it returns once PID 1 has exec'd
-the command, or raises after undoing everything it made. ``destroy`` works from the state dir and the
+``python -I -S`` process, or a fork of the Agent's zygote — never of the threaded Agent itself); it
+returns once PID 1 has exec'd the command (or, from the zygote, runs the init), or raises after
+undoing everything it made. ``destroy`` works from the state dir and the
 cgroup name alone, so it also cleans up after a launch that died half way or an Agent that crashed.
 
 State dir layout (all of it removed by ``destroy``)::
@@ -18,7 +19,6 @@ import contextlib
 import ctypes
 import marshal
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -38,9 +38,11 @@ from galaxy.isolate._process import (
     STATUS_FILE,
     ContainerProcess,
     ProcessId,
+    read_line,
     wait_exit,
 )
 from galaxy.isolate._spec import WORK_DIR_INSIDE, ContainerSpec, validate_spec
+from galaxy.isolate._zygote_handle import Zygote
 
 SHIM_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_shim.py")
 REPORT_TIMEOUT_S = 30.0
@@ -52,8 +54,12 @@ MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def launch(spec: ContainerSpec, driver: CgroupDriver) -> ContainerProcess:
-    """Start the container; return once its PID 1 runs the command. On any failure, nothing is left."""
+def launch(spec: ContainerSpec, driver: CgroupDriver, zygote: Zygote | None = None) -> ContainerProcess:
+    """Start the container; return once its PID 1 runs the command. On any failure, nothing is left.
+
+    With a ``zygote`` that serves ``spec.argv`` (see :class:`Zygote`), the shim and PID 1 are forked
+    from it and PID 1 runs the pre-imported init without exec; without one, or when it cannot be
+    reached, a fresh shim interpreter is started and PID 1 execs. Files and guarantees are the same."""
     validate_spec(spec)
     previous = ContainerProcess.load(spec.state_dir)
     if previous is not None and previous.alive():
@@ -66,7 +72,7 @@ def launch(spec: ContainerSpec, driver: CgroupDriver) -> ContainerProcess:
     _remove_state_files(spec.state_dir)
     try:
         driver.ensure(spec.cgroup, spec.limits)
-        return _start_shim(spec, driver)
+        return _start_shim(spec, driver, zygote)
     except BaseException as exc:
         try:
             destroy(spec, driver)
@@ -75,7 +81,7 @@ def launch(spec: ContainerSpec, driver: CgroupDriver) -> ContainerProcess:
         raise
 
 
-def _start_shim(spec: ContainerSpec, driver: CgroupDriver) -> ContainerProcess:
+def _start_shim(spec: ContainerSpec, driver: CgroupDriver, zygote: Zygote | None) -> ContainerProcess:
     state = spec.state_dir
     os.makedirs(rootfs_dir(state), mode=0o755, exist_ok=True)
     env = dict(spec.env)
@@ -93,26 +99,17 @@ def _start_shim(spec: ContainerSpec, driver: CgroupDriver) -> ContainerProcess:
         "files": {"shim_pid": os.path.join(state, SHIM_PID_FILE),
                   "init_pid": os.path.join(state, INIT_PID_FILE),
                   "status": os.path.join(state, STATUS_FILE),
-                  "console": os.path.join(state, CONSOLE_LOG)},
+                  "console": os.path.join(state, CONSOLE_LOG),
+                  "shim_log": os.path.join(state, SHIM_LOG)},
     }
     config_path = os.path.join(state, CONFIG_FILE)
     with open(config_path, "wb") as f:
         marshal.dump(config, f)
-    with open(os.path.join(state, SHIM_LOG), "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-I", "-S", SHIM_PATH, config_path],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                close_fds=True, start_new_session=True, cwd="/")
-    try:
-        assert proc.stdout is not None
-        line = _read_report(proc.stdout.fileno(), REPORT_TIMEOUT_S)
-    finally:
-        if proc.stdout is not None:
-            proc.stdout.close()
-        try:
-            proc.wait(timeout=REPORT_TIMEOUT_S)  # the first shim process exits right after its fork
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    line = None
+    if zygote is not None and zygote.serves(list(spec.argv)):
+        line = _report_from_zygote(zygote, config_path)
+    if line is None:
+        line = _report_from_exec(config_path, state)
     if line.startswith("ok "):
         container = ContainerProcess.load(state)
         if container is None:
@@ -124,22 +121,32 @@ def _start_shim(spec: ContainerSpec, driver: CgroupDriver) -> ContainerProcess:
     raise IsolateError(f"shim of {spec.id} died before reporting: {_tail(os.path.join(state, SHIM_LOG))}")
 
 
-def _read_report(fd: int, timeout: float) -> str:
-    """One line from the shim; '' on EOF. Raises IsolateError if nothing comes in time."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    while b"\n" not in data:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise IsolateError(f"no word from the container shim within {timeout:.0f}s")
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(fd, 8192)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace").split("\n", 1)[0]
+def _report_from_zygote(zygote: Zygote, config_path: str) -> str | None:
+    """The shim's report line through the zygote, or None if no zygote took the request."""
+    sock = zygote.request(config_path)
+    if sock is None:
+        return None
+    with sock:
+        return read_line(sock.fileno(), REPORT_TIMEOUT_S, "container shim")
+
+
+def _report_from_exec(config_path: str, state: str) -> str:
+    """Start a fresh shim interpreter (``python -I -S``) and read its report line."""
+    with open(os.path.join(state, SHIM_LOG), "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-I", "-S", SHIM_PATH, config_path],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                                close_fds=True, start_new_session=True, cwd="/")
+    try:
+        assert proc.stdout is not None
+        return read_line(proc.stdout.fileno(), REPORT_TIMEOUT_S, "container shim")
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+        try:
+            proc.wait(timeout=REPORT_TIMEOUT_S)  # the first shim process exits right after its fork
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _tail(path: str, limit: int = 2000) -> str:

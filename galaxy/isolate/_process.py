@@ -134,6 +134,25 @@ class ContainerProcess:
             wait_exit(watched, remaining)
 
 
+def read_line(fd: int, timeout: float, sender: str) -> str:
+    """One line from a pipe or socket (a shim's or the zygote's report); '' on EOF first. Raises
+    IsolateError if nothing comes within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise IsolateError(f"no word from the {sender} within {timeout:.0f}s")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(fd, 8192)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").split("\n", 1)[0]
+
+
 def wait_exit(proc: ProcessId, timeout: float | None) -> None:
     """Sleep until ``proc`` exits or ``timeout`` passes (a pidfd wakes us exactly at the exit)."""
     slice_s = 1.0 if timeout is None else min(timeout, 1.0)
@@ -154,4 +173,4 @@ def wait_exit(proc: ProcessId, timeout: float | None) -> None:
         os.close(fd)
 
 
-__all__ = ["ContainerProcess", "ProcessId", "start_time"]
+__all__ = ["ContainerProcess", "ProcessId", "start_time", "read_line", "wait_exit"]

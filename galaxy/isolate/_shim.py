@@ -11,6 +11,10 @@ the root from the plan, ``pivot_root``s, drops to ``run_as`` if asked and execs 
 come back to the shim on a close-on-exec pipe (EOF means the exec succeeded); the shim reports one line
 on stdout to the launcher (``ok <pid>`` or ``err <stage> <message>``) and then only waits.
 
+The Agent's zygote (``_zygote.py``) runs the very same code in a fork of itself instead of a fresh
+interpreter, with ``run`` given: PID 1 then does every step above except the exec and calls ``run``
+(the AppWorker's main, already imported) instead; closing the error pipe by hand is its "exec succeeded".
+
 Only the standard library, and only cheap modules (no json, no signal): this runs once per container.
 """
 
@@ -20,6 +24,10 @@ import ctypes
 import marshal
 import os
 import sys
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would cost every launch ~2 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -150,8 +158,9 @@ def pivot(rootfs: str) -> None:
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
 
 
-def become_init(cfg: dict, console_fd: int) -> None:
-    """Runs as PID 1 of the new pid namespace; returns only by raising Failure."""
+def become_init(cfg: dict, console_fd: int, *, inline: bool = False) -> None:
+    """Runs as PID 1 of the new pid namespace. Execs the command and so returns only by raising
+    Failure, unless ``inline``: then it returns, set up and ready to run Python code of the caller's."""
     stage = "cgroup"
     try:
         for path in cfg["join_files"]:
@@ -176,6 +185,8 @@ def become_init(cfg: dict, console_fd: int) -> None:
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
+        if inline:
+            return  # Python's own signal set-up is what the inline code expects: keep it
         stage = "exec"
         for signum in (SIGPIPE, SIGXFSZ):  # Python ignores these; the command must not inherit that
             _libc.signal(signum, None)
@@ -221,7 +232,9 @@ def report(line: str) -> None:
     os.write(1, (line.replace("\n", " ") + "\n").encode())
 
 
-def supervise(cfg: dict) -> int:
+def supervise(cfg: dict, run: Callable[[dict], int] | None = None) -> int:
+    """The shim proper: make PID 1, report on fd 1, wait for PID 1 and record its end. With ``run``,
+    PID 1 calls ``run(cfg)`` (which must not raise) and exits with what it returns, instead of exec."""
     files = cfg["files"]
     os.setsid()
     os.umask(0o022)
@@ -237,12 +250,17 @@ def supervise(cfg: dict) -> int:
     if child == 0:
         os.close(err_r)
         try:
-            become_init(cfg, console_fd)
+            become_init(cfg, console_fd, inline=run is not None)
         except Failure as failure:
             os.write(err_w, f"{failure.stage} {failure}".encode()[:4000])
+            os._exit(127)
         except BaseException as exc:  # noqa: BLE001 - anything else is still a setup failure to report
             os.write(err_w, f"setup {type(exc).__name__}: {exc}".encode()[:4000])
-        os._exit(127)
+            os._exit(127)
+        if run is None:
+            os._exit(127)  # not reached: become_init execs or raises
+        os.close(err_w)  # EOF: the shim reports "ok", as after an exec
+        os._exit(run(cfg))
     os.close(err_w)
     chunks = []
     while True:
@@ -270,19 +288,28 @@ def supervise(cfg: dict) -> int:
     return 0
 
 
-def main(argv: list[str]) -> None:
-    with open(argv[1], "rb") as f:
-        cfg = marshal.load(f)
+def detach_and_supervise(cfg: dict, run: Callable[[dict], int] | None = None) -> None:
+    """Fork the shim off (the caller exits at once) and be it; never returns."""
     if os.fork() != 0:
         os._exit(0)  # the launcher reaps this one; the shim below is nobody's child but init's
     try:
-        os._exit(supervise(cfg))  # skip interpreter teardown: waiters watch for this exit
+        os._exit(supervise(cfg, run))  # skip interpreter teardown: waiters watch for this exit
     except BaseException as exc:  # noqa: BLE001 - the launcher must hear about any failure
         try:
             report(f"err shim {type(exc).__name__}: {exc}")
         except OSError:
             pass
-        raise
+        import traceback  # only on this failure path: the shim.log gets the whole story
+
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def main(argv: list[str]) -> None:
+    with open(argv[1], "rb") as f:
+        cfg = marshal.load(f)
+    detach_and_supervise(cfg)
 
 
 if __name__ == "__main__":

@@ -12,24 +12,29 @@ A job file comes from users, so the reader is hardened before anything is built 
   5400, ``2024-01-01`` is not a date, ``08`` is 8.
 
 Each field error carries the line it came from, so ``galaxy job validate`` can point at it.
+
+PyYAML is imported on the first YAML read or dump, not with this module: ``galaxy.spec``'s model is
+used by processes that never read a job file, and the loader costs them ~15 ms of start-up.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from typing import TYPE_CHECKING, Any
 
 from galaxy.spec._errors import FieldError, SpecError, index, join
 from galaxy.spec._model import JobSpec
 from galaxy.spec._validate import parse_job
+
+if TYPE_CHECKING:
+    import yaml
+    from yaml.nodes import Node, ScalarNode
 
 MAX_TEXT = 1024 * 1024
 MAX_DEPTH = 32
@@ -55,6 +60,8 @@ class _Refused(Exception):
 
 def _yaml12_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
     """SafeLoader's implicit resolvers with YAML 1.1's surprises replaced by YAML 1.2 core rules."""
+    import yaml
+
     dropped = {_TAG + t for t in ("bool", "int", "float", "timestamp", "value")}
     table = {first: [(tag, rx) for tag, rx in rules if tag not in dropped]
              for first, rules in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -70,45 +77,54 @@ def _yaml12_resolvers() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
     return {k: v for k, v in table.items() if v}
 
 
-class JobLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 scalars and bounds on depth and aliases while composing."""
+@functools.cache
+def _yaml_classes() -> tuple[type[yaml.SafeLoader], type[yaml.SafeDumper]]:
+    """(JobLoader, JobDumper), built on first use so importing this module does not import PyYAML."""
+    import yaml
 
-    yaml_implicit_resolvers = _yaml12_resolvers()
+    class JobLoader(yaml.SafeLoader):
+        """SafeLoader with YAML 1.2 scalars and bounds on depth and aliases while composing."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._aliases = 0
+        yaml_implicit_resolvers = _yaml12_resolvers()
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
-        if self.check_event(yaml.AliasEvent):
-            self._aliases += 1
-            if self._aliases > MAX_ALIASES:
-                raise _Refused(f"more than {MAX_ALIASES} aliases (a YAML bomb?)", self.peek_event().start_mark)
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _Refused(f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
-            node: Node = super().compose_node(parent, index)
-            return node
-        finally:
-            self._depth -= 1
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self._depth = 0
+            self._aliases = 0
 
+        def compose_node(self, parent: Node | None, index: Any) -> Node:
+            if self.check_event(yaml.AliasEvent):
+                self._aliases += 1
+                if self._aliases > MAX_ALIASES:
+                    raise _Refused(f"more than {MAX_ALIASES} aliases (a YAML bomb?)", self.peek_event().start_mark)
+            self._depth += 1
+            try:
+                if self._depth > MAX_DEPTH:
+                    raise _Refused(f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+                node: Node = super().compose_node(parent, index)
+                return node
+            finally:
+                self._depth -= 1
 
-class JobDumper(yaml.SafeDumper):
-    """SafeDumper that quotes any string either YAML 1.1 or this loader's YAML 1.2 rules would misread,
-    so what `dump_yaml` writes (``"0o17"``, ``"1e3"``, ``"no"``) reads back as the same strings."""
+    class JobDumper(yaml.SafeDumper):
+        """SafeDumper that quotes any string either YAML 1.1 or this loader's YAML 1.2 rules would misread,
+        so what `dump_yaml` writes (``"0o17"``, ``"1e3"``, ``"no"``) reads back as the same strings."""
 
+    JobDumper.yaml_implicit_resolvers = {
+        first: list(yaml.SafeDumper.yaml_implicit_resolvers.get(first, [])) + list(rules)
+        for first, rules in {**yaml.SafeDumper.yaml_implicit_resolvers, **JobLoader.yaml_implicit_resolvers}.items()
+    }
 
-JobDumper.yaml_implicit_resolvers = {
-    first: list(yaml.SafeDumper.yaml_implicit_resolvers.get(first, [])) + list(rules)
-    for first, rules in {**yaml.SafeDumper.yaml_implicit_resolvers, **JobLoader.yaml_implicit_resolvers}.items()
-}
+    for tag, construct in _constructors.items():
+        JobLoader.add_constructor(tag, construct)
+    return JobLoader, JobDumper
 
 
 def dump_yaml(data: Any) -> str:
     """Plain data as block YAML, field order kept, that `load_job_text` reads back unchanged."""
-    return yaml.dump(data, Dumper=JobDumper, sort_keys=False, default_flow_style=False)
+    import yaml
+
+    return yaml.dump(data, Dumper=_yaml_classes()[1], sort_keys=False, default_flow_style=False)
 
 
 def _construct_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
@@ -134,19 +150,21 @@ def _construct_float(loader: yaml.SafeLoader, node: ScalarNode) -> float:
 def _construct_bool(loader: yaml.SafeLoader, node: ScalarNode) -> bool:
     text = str(loader.construct_scalar(node)).lower()
     if text not in ("true", "false"):
+        import yaml
+
         raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not true or false", node.start_mark)
     return text == "true"
 
 
 _constructors: dict[str, Callable[[yaml.SafeLoader, ScalarNode], Any]] = {
     _TAG + "int": _construct_int, _TAG + "float": _construct_float, _TAG + "bool": _construct_bool}
-for _tag, _fn in _constructors.items():
-    JobLoader.add_constructor(_tag, _fn)
 
 
-def _audit(loader: JobLoader, root: Node) -> dict[str, int]:
+def _audit(loader: yaml.SafeLoader, root: Node) -> dict[str, int]:
     """Walk the expanded document once: refuse bombs, cycles and foreign tags, find duplicate keys,
     and return the source line of every field path."""
+    from yaml.nodes import MappingNode, SequenceNode
+
     lines: dict[str, int] = {}
     problems: list[FieldError] = []
     checked: set[int] = set()
@@ -193,7 +211,10 @@ def _audit(loader: JobLoader, root: Node) -> dict[str, int]:
     return lines
 
 
-def _key(loader: JobLoader, node: Node) -> Any:
+def _key(loader: yaml.SafeLoader, node: Node) -> Any:
+    import yaml
+    from yaml.nodes import ScalarNode
+
     if not isinstance(node, ScalarNode) or node.tag not in ALLOWED_TAGS:
         return None
     try:
@@ -213,8 +234,10 @@ def _yaml_error(exc: yaml.YAMLError) -> SpecError:
 
 def parse_yaml(text: str) -> tuple[Any, dict[str, int]]:
     """(plain data, field path → line) of one YAML document, within the bounds above."""
+    import yaml
+
     try:
-        loader = JobLoader(text)
+        loader = _yaml_classes()[0](text)
     except yaml.YAMLError as exc:  # the reader refuses control characters up front
         raise _yaml_error(exc) from None
     try:

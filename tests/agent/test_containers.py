@@ -206,3 +206,18 @@ def test_the_agents_cgroup_weighs_the_cores_it_offers(manager: ContainerManager)
     else:
         weight = Path(manager.driver.path(root), "cpu.weight").read_text().strip()
         assert int(weight) > 100, "more than one default process's weight"
+
+
+def test_appworker_containers_are_forked_from_the_zygote(manager: ContainerManager) -> None:
+    import sys
+
+    assert manager.zygote is not None and manager.zygote.process is None  # started by the first create
+    argv = [sys.executable, "-m", "galaxy.appworker.main", "--", "sh", "-c", "echo $GALAXY_GROUP; exit 9"]
+    info = manager.create(request("zy-0", argv, disks=[], ports=[]))
+    zygote = manager.zygote.process
+    assert zygote is not None and info["pid"] != zygote.pid
+    exited = wait_until(lambda: [c for c in manager.poll() if c["id"] == "zy-0"], timeout=20, what="exit")
+    assert exited[0]["exit"] == {"exit_code": 9}
+    assert manager.logs("zy-0", "console")["data"].split() == ["web"]
+    manager.purge()  # decommissioning the Agent ends its zygote too
+    assert not zygote.running()

@@ -145,3 +145,49 @@ def test_agent_survives_sigkill_and_readopts(setup: tuple[TestNetwork, FakeResMa
         agent.terminate()
         agent.wait(timeout=20)
         clean_agent(host, config)
+
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
+def test_appworker_containers_come_from_the_zygote_across_a_sigkill(
+        setup: tuple[TestNetwork, FakeResMan, Path]) -> None:
+    """PID 1 of an AppWorker container is forked from the Agent's zygote; the zygote and the container
+    both outlive the Agent's SIGKILL, the next Agent re-adopts the container and keeps the same zygote,
+    and the cleanup after the Agent ends the zygote as well."""
+    net, resman, tmp_path = setup
+    host = net.host(1)
+    config = agent_config(tmp_path, resman, host)
+    log = tmp_path / "agent.log"
+    zygote_pid_file = tmp_path / "state" / "zygote" / "zygote.pid"
+    agent = start_agent(host, config, log)
+    try:
+        wait_until(lambda: resman.registrations, timeout=30, what=f"registration; log: {log}")
+        agent_id = resman.registrations[-1]["id"]
+        body = {"id": "wk.0a1b2c", "group": "wk", "cpu": 0.25, "memory": 64 << 20, "user": "nobody",
+                "argv": ["/opt/other/python3", "-m", "galaxy.appworker.main", "--", "sleep", "600"]}
+        created = resman.server.request(agent_id, "container.create", body, timeout=30)
+        pid = created["pid"]
+        wait_until(lambda: _comm(pid) == "appworker.main", timeout=10, what="PID 1 named by the zygote")
+        zygote = int(zygote_pid_file.read_text().split()[0])
+
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(timeout=10)
+        before = len(resman.registrations)
+        agent = start_agent(host, config, log)
+        wait_until(lambda: len(resman.registrations) > before, timeout=30, what="re-registration")
+        again = {c["id"]: c for c in resman.registrations[-1]["containers"]}
+        assert again["wk.0a1b2c"]["state"] == "running" and again["wk.0a1b2c"]["pid"] == pid
+        assert int(zygote_pid_file.read_text().split()[0]) == zygote  # re-found, not restarted
+        os.kill(zygote, 0)
+
+        gone = resman.server.request(agent_id, "container.destroy", {"id": "wk.0a1b2c"}, timeout=30)
+        assert gone == {"id": "wk.0a1b2c", "destroyed": True}
+        wait_until(lambda: not os.path.exists(f"/proc/{pid}"), timeout=10, what="PID 1 gone")
+    finally:
+        agent.terminate()
+        agent.wait(timeout=20)
+        clean_agent(host, config)
+    assert not zygote_pid_file.exists()
+    wait_until(lambda: not os.path.exists(f"/proc/{zygote}"), timeout=10, what="zygote ended by the purge")
