@@ -6,12 +6,14 @@ gives on this shared 2-core machine); the default keeps the run well under a min
 
 ResMan (engine, mesh server, ZooKeeper client) runs in this process; the simulated fleet runs in
 GALAXY_BENCH_RESMAN_FLEET_PROCESSES child processes (default 2, `galaxy.testing.fleetproc`), so the
-CPU figures are ResMan's own. GALAXY_BENCH_RESMAN_PROFILE=<path> writes a cProfile of the engine loop.
+CPU figures are ResMan's own. GALAXY_BENCH_RESMAN_PROFILE=<path> writes a cProfile of the engine loop (thread CPU time).
 
 Rows:
 * placements per second end to end (group created → placement written → Agent answered create),
   against Nomad's published 2-million-container run (~1,500 placements/s); target 10,000/s;
-* time until all 100,000 are placed (written) and running (created);
+* the same once the groups exist: a second load whose groups are created while ResMan is held in
+  safe mode, then released (the placement pipeline without the one-at-a-time group.create calls);
+* time for the group.create calls, until all 100,000 are placed (written) and running (created);
 * scheduler CPU per placement (the pipeline alone, same 10,000 hosts and groups) against a first-fit
   scan without indexes or cursor (what the original Galaxy did), measured in the same run;
 * 10,000 hosts polled once a second: poll rate and p99 answer latency, while idle after placing;
@@ -35,6 +37,7 @@ from galaxy.mesh import Keypair, KeyRing, Server
 from galaxy.resman import Engine, ResManSettings, serve
 from galaxy.resman.groups import GroupApi
 from galaxy.resman.scheduler import Ask, GroupAsk, HostIndex, HostView, Scheduler, first_rejection
+from galaxy.tenancy import Directory
 from galaxy.testing import ZooKeeperServer
 from galaxy.testing.fleetproc import FleetProcess, start_fleets
 
@@ -72,7 +75,9 @@ def run() -> list[Row]:
 # ---- end to end ----------------------------------------------------------------------------------
 
 def _end_to_end_rows(zk_hosts: str) -> list[Row]:
-    zk = connect(zk_hosts, session_timeout=10.0)
+    # 30 s: at full scale the ZooKeeper client's thread shares the GIL with a saturated loop and mesh;
+    # with 10 s its session expired mid-run and the leader (rightly) stepped down.
+    zk = connect(zk_hosts, session_timeout=30.0)
     paths = Paths("bench")
     elected = threading.Event()
     holder: list[Leadership] = []
@@ -92,7 +97,10 @@ def _end_to_end_rows(zk_hosts: str) -> list[Row]:
     server = Server("tcp://127.0.0.1:0", server_keys, ring, heartbeat_interval=1.0, liveness=30, name="resman-bench")
     settings = ResManSettings(poll_interval=1.0, lost_after=60, trace_containers=False)
     engine = Engine(settings, server=server, store=StateStore(zk, paths, leadership=holder[0]))
-    serve(engine, server)
+    directory = Directory(zk, paths, ring).start()      # who each key is (users, pools), as the daemon has it
+    if not directory.wait_synced(20):
+        raise RuntimeError("the Directory never read ZooKeeper")
+    serve(engine, server, directory)
     server.start()
     profiler = _start_engine(engine)
     fleets: list[FleetProcess] = []
@@ -100,7 +108,7 @@ def _end_to_end_rows(zk_hosts: str) -> list[Row]:
         started = time.monotonic()
         fleets = start_fleets(server.endpoint, server_keys.public, agent_keys, HOSTS, processes=FLEET_PROCESSES,
                               cpu=32.0, memory=128 * GiB, threads=2, heartbeat_interval=1.0)
-        _wait(lambda: engine.reported_count() >= HOSTS, 120, "hosts registered", engine)
+        _wait(lambda: engine.reported_count() >= HOSTS, 120, "hosts registered", engine, fleets)
         registered_s = time.monotonic() - started
         api = GroupApi(engine)
         started = time.monotonic()
@@ -108,13 +116,18 @@ def _end_to_end_rows(zk_hosts: str) -> list[Row]:
         fleet_cpu0 = sum(f.stats()["cpu_s"] for f in fleets)
         for i in range(GROUPS):
             api.create({"group": f"g{i:04d}", "owner": "bench", "replicas": PER_GROUP, "container": _template(i)})
-        _wait(lambda: engine.stats["placed"] >= GROUPS * PER_GROUP and not engine.journal.dirty, 300, "all placed",
-              engine)
+        groups_s = time.monotonic() - started
+        _wait(lambda: engine.stats["placed"] >= GROUPS * PER_GROUP and not engine.journal.dirty
+              and not engine.journal.inflight, 300, "all placed",
+              engine, fleets)
         placed_s = time.monotonic() - started
-        _wait(lambda: engine.stats["created"] >= GROUPS * PER_GROUP, 300, "all created", engine)
+        _wait(lambda: engine.stats["created"] >= GROUPS * PER_GROUP, 300, "all created", engine, fleets)
         running_s = time.monotonic() - started
         cpu_s = time.process_time() - cpu0
         fleet_cpu_s = sum(f.stats()["cpu_s"] for f in fleets) - fleet_cpu0
+        # Idle means after the burst: polls give way to creates while they last (hosts.due_polls), so the
+        # steady state starts two poll intervals after the last create answer.
+        _wait(lambda: engine.clock() - engine.last_create_activity > 2 * settings.poll_interval, 30, "quiet")
         engine.poll_latencies.clear()
         polls0, t0 = _polls(engine), time.monotonic()
         time.sleep(5.0)
@@ -122,9 +135,26 @@ def _end_to_end_rows(zk_hosts: str) -> list[Row]:
         latencies = list(engine.poll_latencies)
         total = GROUPS * PER_GROUP
         rate = total / running_s
+        # The same load again, its groups created while ResMan holds still (safe mode): what the placement
+        # pipeline does once the groups exist (a scale-up, a failover), without the group.create calls.
+        with engine.lock:
+            engine.safe.enter("bench: groups first, placements after")
+        for i in range(GROUPS):
+            api.create({"group": f"h{i:04d}", "owner": "bench", "replicas": PER_GROUP, "container": _template(i)})
+        created0 = engine.stats["created"]
+        started = time.monotonic()
+        with engine.lock:
+            engine.safe.leave()
+        engine.wake()
+        _wait(lambda: engine.stats["created"] >= created0 + total, 300, "second load created", engine, fleets)
+        pipeline_rate = total / (time.monotonic() - started)
         return [
             Row("resman", f"placements/s end to end ({total:,} in {GROUPS:,} groups, {HOSTS:,} hosts)", rate, "/s",
                 NOMAD_PLACEMENTS_PER_S, "nomad published", 10_000 / NOMAD_PLACEMENTS_PER_S),
+            Row("resman", "placements/s once the groups exist (same load, groups created in safe mode first)",
+                pipeline_rate, "/s", NOMAD_PLACEMENTS_PER_S, "nomad published", 10_000 / NOMAD_PLACEMENTS_PER_S),
+            Row("resman", f"time for the {GROUPS:,} group.create calls (each persisted before it returns)", groups_s,
+                "s"),
             Row("resman", "time until all placed (written to ZooKeeper)", placed_s, "s"),
             Row("resman", "time until all running (created on Agents)", running_s, "s"),
             Row("resman", "ResMan process CPU per placement, end to end (engine + mesh + ZooKeeper client)",
@@ -143,6 +173,7 @@ def _end_to_end_rows(zk_hosts: str) -> list[Row]:
         if profiler is not None:
             profiler.dump_stats(PROFILE)
         server.stop()
+        directory.close()
         election.stop()
         zk.stop()
         zk.close()
@@ -153,7 +184,10 @@ def _start_engine(engine: Engine) -> cProfile.Profile | None:
     if not PROFILE:
         engine.start()
         return None
-    profiler = cProfile.Profile()
+    # Thread CPU time, not wall time: with the GIL shared by the mesh and ZooKeeper threads, a wall-clock
+    # profile charges whichever function held the GIL before a hand-off with the other threads' work.
+    profiler = cProfile.Profile(time.thread_time)
+    engine.start_writer()
     engine._thread = threading.Thread(target=profiler.runcall, args=(engine._run,), name="resman-loop", daemon=True)
     engine._thread.start()
     return profiler
@@ -163,7 +197,18 @@ def _polls(engine: Engine) -> int:
     return engine.stats["polls"]
 
 
-def _wait(predicate: Any, timeout: float, what: str, engine: Engine | None = None) -> None:
+def _fleet_note(fleets: list[FleetProcess]) -> str:
+    totals: dict[str, float] = {}
+    for fleet in fleets:
+        for key, value in fleet.stats().items():
+            totals[key] = totals.get(key, 0) + value
+    return (f"fleet: registered {int(totals.get('registered_hosts', 0)):,} containers "
+            f"{int(totals.get('containers', 0)):,} dropped sends {int(totals.get('send_dropped', 0)):,} "
+            f"cpu {totals.get('cpu_s', 0.0):.0f} s")
+
+
+def _wait(predicate: Any, timeout: float, what: str, engine: Engine | None = None,
+          fleets: list[FleetProcess] | None = None) -> None:
     """Poll `predicate`; with `engine`, note its progress on stderr every 10 s (the full scale takes minutes)."""
     started = time.monotonic()
     deadline, note = started + timeout, started + 10
@@ -174,8 +219,11 @@ def _wait(predicate: Any, timeout: float, what: str, engine: Engine | None = Non
         if engine is not None and now > note:
             note = now + 10
             s = engine.stats
+            in_flight = sum(e.creating for e in list(engine.hosts.entries.values()))
             print(f"  {now - started:5.0f} s waiting for {what}: placed {s['placed']:,} created {s['created']:,} "
-                  f"lost hosts {s['lost_hosts']:,} polls {s['polls']:,}", file=sys.stderr, flush=True)
+                  f"lost hosts {s['lost_hosts']:,} polls {s['polls']:,} creates in flight {in_flight:,} "
+                  f"hosts with creates queued {len(engine.queued_hosts):,} inbox {len(engine._inbox):,}"
+                  + (f"; {_fleet_note(fleets)}" if fleets else ""), file=sys.stderr, flush=True)
         time.sleep(0.05)
 
 

@@ -7,14 +7,24 @@ components, and every name that becomes a path segment is checked once: a job ca
 
 from __future__ import annotations
 
+import re
+
 from galaxy.errors import InvalidInput
 
 ROLES = ("resman", "appmaster")
 MAX_SEGMENT = 255
+# '/' and what ZooKeeper refuses in a path name: control characters and these Unicode ranges.
+_FORBIDDEN = re.compile("[/\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\U0010ffff]")
 
 
 def check_segment(value: object, field: str) -> str:
-    """Return ``value`` if it is usable as one znode name, else raise InvalidInput naming ``field``."""
+    """Return ``value`` if it is usable as one znode name, else raise InvalidInput naming ``field``.
+
+    Every state write checks its key, so the common (valid) case is one compiled-regex scan; the
+    checks below it only run to say what is wrong."""
+    if type(value) is str and 0 < len(value) <= MAX_SEGMENT and value not in (".", "..") \
+            and _FORBIDDEN.search(value) is None:
+        return value
     if not isinstance(value, str):
         raise InvalidInput(f"expected a string, got {type(value).__name__}", field=field)
     if not value:

@@ -85,6 +85,10 @@ class StateStore:
         self._kinds: set[str] = set()              # kind directories known to exist
         self._present: dict[str, set[str]] = {}    # keys known to exist
         self._absent: dict[str, set[str]] = {}     # keys known not to exist
+        # Kinds whose every key is in `_present` (listed once, then kept by our own commits): a key
+        # not there is taken as absent without asking. Without it, each batch of new records listed
+        # the whole kind again — at 100,000 containers, a 100,000-name reply per batch.
+        self._complete: set[str] = set()
         self._root_ready = False
 
     # ---- reads ------------------------------------------------------------------------------------
@@ -195,10 +199,15 @@ class StateStore:
         unknown: dict[str, list[str]] = {}
         for kind, key in ops:
             if key not in self._present.get(kind, ()) and key not in self._absent.get(kind, ()):
+                if kind in self._complete:
+                    self._absent.setdefault(kind, set()).add(key)   # a wrong guess fails the multi: relearnt
+                    continue
                 unknown.setdefault(kind, []).append(key)
         for kind, keys in unknown.items():
             if kind not in self._kinds and self._client.exists(self._paths.state(kind)) is None:
                 self._absent[kind] = set(keys) | self._absent.get(kind, set())
+                self._present[kind] = set()
+                self._complete.add(kind)            # no directory: no keys at all
                 continue
             self._kinds.add(kind)
             if len(keys) > BULK_LEARN:
@@ -314,8 +323,10 @@ class StateStore:
         self._kinds.add(kind)
         self._present[kind] = set(children)
         self._absent[kind] = set()
+        self._complete.add(kind)
 
     def _forget(self, kind: str) -> None:
+        self._complete.discard(kind)
         self._kinds.discard(kind)
         self._present.pop(kind, None)
         self._absent.pop(kind, None)

@@ -5,9 +5,13 @@ registrations, poll answers, create/destroy answers, events) are posted to an in
 there, in batches, so the mesh I/O thread never waits on ResMan. One round (`step`) is:
 
     inbox → liveness (polls due, hosts lost) → safe mode → [not safe: lost hosts' containers,
-    reconcile touched groups, schedule pending containers] → write the round's changes to
-    ZooKeeper as one fenced batch (outside the lock) → send the creates and destroys those
-    writes made safe.
+    reconcile touched groups, schedule pending containers] → hand the changes since the last write
+    to the writer thread, if it is idle → send the creates and destroys earlier writes made safe.
+
+The writer thread commits each hand-off to ZooKeeper as one fenced batch while the loop goes on
+(polls, answers, the next rounds' scheduling): a placement is still written before its create is
+sent, one round later. Changes made while a write is under way wait in the journal and go out
+together in the next hand-off, so the writer never falls behind by more than one batch.
 
 Administrators' and the AppMaster's calls (`groups.py`, `admin.py`) take the same lock, persist
 their change synchronously (a caller that got an answer can rely on it surviving a failover) and
@@ -17,6 +21,7 @@ wake the loop.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -61,6 +66,8 @@ class Engine:
         self.safe = SafeMode(settings.safe_mode_ratio, settings.safe_mode_timeout)
         self.journal = Journal(store)
         self.touched: set[str] = set()
+        self.rolling: set[str] = set()          # groups with stale containers (reconcile.group says)
+        self.last_create_activity = -1e9        # last create sent or answered: polls give way while recent
         self.dirty_hosts: set[str] = set()
         self.create_ready: list[str] = []
         self.destroy_ready: list[str] = []
@@ -75,6 +82,11 @@ class Engine:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        self._writes: queue.SimpleQueue[tuple[dict[str, Any], dict[str, dict[str, Any]]] | None] = \
+            queue.SimpleQueue()
+        self._writing = False               # a hand-off is with the writer thread
+        self._lost_waiting: list[HostEntry] = []    # declared lost, containers not yet rescheduled
         self._last_full = 0.0
         self.demoted = threading.Event()
 
@@ -89,15 +101,26 @@ class Engine:
                 self.trace("host", "_resman", "safe_mode_entered", self.safe.reason)
 
     def start(self) -> Engine:
+        self.start_writer()
         self._thread = threading.Thread(target=self._run, name="resman-loop", daemon=True)
         self._thread.start()
         return self
+
+    def start_writer(self) -> None:
+        """Write to ZooKeeper from a thread of its own (without it, `step` writes inline)."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="resman-writer", daemon=True)
+            self._writer.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
+        if self._writer is not None:
+            self._writes.put(None)
+            if self._writer is not threading.current_thread():
+                self._writer.join(timeout=30)
 
     def wake(self) -> None:
         self._wake.set()
@@ -134,14 +157,18 @@ class Engine:
             self._drain_inbox()
             agentio.poll_due(self, now)
             for entry in self.hosts.newly_lost(now):
+                self._lost_waiting.append(entry)
                 self.stats["lost_hosts"] += 1
                 log.warning("host %s lost (silent for %.1f s)", entry.id, self.settings.lost_seconds)
                 self.trace("host", entry.id, "lost", f"silent for {self.settings.lost_seconds:g} s")
             self._update_safe_mode(now)
             if not self.safe.on:
-                for entry in self.hosts.entries.values():
-                    if entry.status == LOST and not entry.lost_handled:
+                # Only hosts declared lost since (not a scan of 10,000 entries every round); one that
+                # came back meanwhile keeps its containers.
+                for entry in self._lost_waiting:
+                    if entry.status == LOST and not entry.lost_handled and self.hosts.get(entry.id) is entry:
                         reconcile.host_lost(self, entry)
+                self._lost_waiting.clear()
                 full = now - self._last_full >= FULL_RECONCILE
                 if full:
                     self._last_full = now
@@ -152,21 +179,60 @@ class Engine:
                     if group is not None:
                         reconcile.group(self, group, now)
                 reconcile.schedule(self, now)
-            changes = self.journal.take(self.containers.get)
-            host_records = {h: self.hosts.entries[h].record() for h in self.dirty_hosts if h in self.hosts.entries}
-            self.dirty_hosts.clear()
-        self._write(changes, host_records)
+            handoff = None if self._writing else self._take_writes()
+            if self._writer is not None:
+                agentio.dispatch(self, self.clock())       # what earlier hand-offs made safe
+        if self._writer is not None:
+            if handoff is not None:
+                self._writes.put(handoff)
+            return
+        if handoff is not None:                            # no writer thread: write inline, then send
+            self._write(*handoff)
         with self.lock:
             agentio.dispatch(self, self.clock())
 
+    def _take_writes(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
+        """Everything changed since the last hand-off (under the lock), or None if nothing did."""
+        changes = self.journal.take(self.containers.get)
+        host_records = {h: self.hosts.entries[h].record() for h in self.dirty_hosts if h in self.hosts.entries}
+        self.dirty_hosts.clear()
+        if not changes and not host_records:
+            return None
+        self._writing = True
+        self.journal.inflight = set(changes)
+        return changes, host_records
+
+    def _write_loop(self) -> None:
+        while True:
+            handoff = self._writes.get()
+            if handoff is None:
+                return
+            try:
+                self._write(*handoff)
+            except NotLeader as err:
+                log.warning("stopping the ResMan loop: %s", err)
+                self.demoted.set()
+                self._stopping.set()
+                with self.lock:
+                    self._writing = False
+                self._wake.set()
+                return
+            except Exception:  # a bug, not ZooKeeper: keep the records dirty and let the next round retry
+                log.exception("writing ResMan state failed")
+                with self.lock:
+                    self.journal.retry(handoff[0])
+                    self.dirty_hosts.update(handoff[1])
+                time.sleep(0.05)
+            with self.lock:
+                self._writing = False
+                self.journal.inflight = set()
+            self._wake.set()
+
     def _write(self, changes: dict[str, dict[str, Any] | None], host_records: dict[str, dict[str, Any]]) -> None:
+        """Commit one hand-off to ZooKeeper (outside the lock), then record it as written (under it)."""
         try:
             put_hosts(self.store, host_records)
-            for host_id in host_records:
-                entry = self.hosts.entries.get(host_id)
-                if entry is not None:
-                    entry.persisted = True
-            self.journal.write(changes)
+            self.journal.store_changes(changes)
         except NotLeader:
             raise
         except GalaxyError as err:
@@ -175,6 +241,17 @@ class Engine:
             with self.lock:
                 self.journal.retry(changes)
                 self.dirty_hosts.update(host_records)
+                self._writing = False
+                self.journal.inflight = set()
+            return
+        with self.lock:
+            for host_id in host_records:
+                entry = self.hosts.entries.get(host_id)
+                if entry is not None:
+                    entry.persisted = True
+            self.journal.committed(changes)
+            self._writing = False
+            self.journal.inflight = set()
 
     def _drain_inbox(self) -> None:
         inbox = self._inbox
@@ -236,7 +313,8 @@ class Engine:
 
     def retire(self, c: Container, why: str) -> None:
         """Take a container out of service: forget it if it never existed, else destroy it."""
-        if c.state == PENDING or (c.state == ALLOCATING and not c.create_sent and c.id not in self.journal.written):
+        if c.state == PENDING or (c.state == ALLOCATING and not c.create_sent and c.id not in self.journal.written
+                                  and c.id not in self.journal.inflight):
             self.forget(c)
             return
         if c.state == DESTROYING:

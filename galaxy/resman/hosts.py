@@ -19,6 +19,8 @@ from galaxy.resman.settings import ResManSettings
 
 ALIVE, LOST = "alive", "lost"
 LOST_SWEEPS = 50            # sweeps for silent hosts per `lost_seconds`
+POLL_CATCH_UP = 1.25        # polls may run this much faster than one per host per interval (to catch up)
+POLL_BURST = 0.1            # seconds' worth of polls that may go out in one round
 
 
 @dataclass(eq=False)
@@ -38,6 +40,7 @@ class HostEntry:
     labels_override: list[str] | None = None
     port_range: list[int] = field(default_factory=list)
     creating: int = 0
+    batch_creates: bool = True          # the Agent serves container.create_many (until it says not_found)
     create_queue: deque[str] = field(default_factory=deque)
     destroying: set[str] = field(default_factory=set)    # ids with a destroy in flight
     persisted: bool = False
@@ -64,6 +67,8 @@ class HostRegistry:
         self._poll_order: deque[str] = deque()
         self._polled: set[str] = set()
         self._next_sweep = 0.0
+        self._tokens = 0.0
+        self._last_pace = 0.0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -110,6 +115,7 @@ class HostRegistry:
             self._poll_order.append(host_id)
         entry.registered = True
         entry.connected = True
+        entry.batch_creates = True          # a re-registered Agent may have been upgraded
         self.heard(entry, now)
         entry.next_poll = now + self.settings.poll_interval
         return entry
@@ -121,10 +127,24 @@ class HostRegistry:
         entry.view.alive = entry.registered
 
     # ---- liveness -----------------------------------------------------------------------------
-    def due_polls(self, now: float) -> list[HostEntry]:
-        """Hosts whose next poll is due, in a rotating order (so polls spread over the interval)."""
+    def due_polls(self, now: float, busy: bool = False) -> list[HostEntry]:
+        """Hosts whose next poll is due, in a rotating order (so polls spread over the interval).
+
+        `busy`: creates are being sent or answered. Polls then give way to them: only a host not
+        heard for a quarter of `lost_seconds` is polled (so a slow answer still leaves time for
+        another poll before the host would be lost); the others wait for the end of the burst. At
+        10,000 hosts a poll each per second (a request and a full report each) was most of the
+        loop's work and held the creates back to a few hundred a second.
+
+        Polls are paced (a token bucket at `POLL_CATCH_UP` × hosts / interval): after a burst every
+        host is due at once, and 10,000 requests in one round made answers take seconds and kept
+        the polls bunched in every later interval; paced, they spread out again."""
         due: list[HostEntry] = []
+        quiet_while_busy = self.settings.lost_seconds / 4
         order = self._poll_order
+        rate = len(order) * POLL_CATCH_UP / self.settings.poll_interval
+        self._tokens = min(max(1.0, rate * POLL_BURST), self._tokens + rate * max(0.0, now - self._last_pace))
+        self._last_pace = now
         for _ in range(len(order)):
             host_id = order[0]
             entry = self.entries.get(host_id)
@@ -132,7 +152,7 @@ class HostRegistry:
                 order.popleft()
                 self._polled.discard(host_id)
                 continue
-            if entry.next_poll > now:
+            if entry.next_poll > now or self._tokens < 1.0:
                 break
             order.rotate(-1)
             entry.next_poll = now + self.settings.poll_interval
@@ -140,12 +160,15 @@ class HostRegistry:
             # only paused answers, and its answer re-registers it (agentio.polled).
             if not entry.connected or entry.polling:
                 continue
+            if busy and entry.registered and entry.status == ALIVE and now - entry.last_heard < quiet_while_busy:
+                continue
             # A host whose containers are changing tells us so (events, create answers) many times a
             # second while a burst of placements lands: its poll waits until it has been quiet for
             # an interval. On 10,000 hosts this halves the loop's work during the burst; a quiet
             # host (the steady state) is polled every interval as before.
             if entry.registered and entry.status == ALIVE and now - entry.last_news < self.settings.poll_interval:
                 continue
+            self._tokens -= 1.0
             due.append(entry)
         return due
 

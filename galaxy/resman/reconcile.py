@@ -94,6 +94,10 @@ def group(engine: Engine, g: Group, now: float) -> None:
             live.append(c)
     stale = [c for c in live if _stale(engine, g, c)]
     target = g.target
+    if stale:
+        engine.rolling.add(g.name)      # its containers' start-ups move the update on: reconcile then
+    else:
+        engine.rolling.discard(g.name)
     if not stale:
         missing = target - len(live)
         for _ in range(missing):

@@ -47,6 +47,7 @@ class Journal:
         self.store = store
         self.dirty: set[str] = set()
         self.written: dict[str, dict[str, Any]] = {}
+        self.inflight: set[str] = set()          # ids taken for a write that has not finished yet
 
     def mark(self, container_id: str) -> None:
         self.dirty.add(container_id)
@@ -71,6 +72,12 @@ class Journal:
 
     def write(self, changes: dict[str, dict[str, Any] | None]) -> int:
         """Write one round's changes as one batch (raises on failure; nothing is marked written)."""
+        self.store_changes(changes)
+        self.committed(changes)
+        return len(changes)
+
+    def store_changes(self, changes: dict[str, dict[str, Any] | None]) -> None:
+        """The ZooKeeper half of `write`: safe outside the engine's lock (it touches no journal state)."""
         if self.store is not None and changes:
             with self.store.batch() as batch:
                 for cid, record in changes.items():
@@ -78,12 +85,14 @@ class Journal:
                         batch.delete(CONTAINERS, cid)
                     else:
                         batch.put(CONTAINERS, cid, record)
+
+    def committed(self, changes: dict[str, dict[str, Any] | None]) -> None:
+        """The changes are in ZooKeeper: remember them as written (under the engine's lock)."""
         for cid, record in changes.items():
             if record is None:
                 self.written.pop(cid, None)
             else:
                 self.written[cid] = record
-        return len(changes)
 
     def retry(self, changes: dict[str, dict[str, Any] | None]) -> None:
         """A write failed: its ids are dirty again, so the next round writes their latest state."""

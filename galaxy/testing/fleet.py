@@ -10,7 +10,8 @@ events. No kernel object is made.
 Hosts are shared among a few worker threads, each owning its sockets and one `zmq.Poller` (ZeroMQ
 sockets are not thread-safe), instead of one mesh Client thread per Agent: 10,000 hosts cost a few
 threads. Faults on purpose: `stop_host` (silent, as if powered off — its containers stay and come
-back with it), `start_host`, `fail_creates`, `exit_container`.
+back with it), `start_host`, `fail_creates`, `exit_container`; `batch_creates=False` plays an
+Agent that predates `container.create_many`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from galaxy.mesh import Keypair, wire
 from galaxy.protocol import AgentMethods, ContainerRequest
 from galaxy.protocol.resman import ResManApi
 
-REGISTER_RETRY = 2.0
+REGISTER_RETRY = 2.0          # first wait for a registration answer; doubles per try up to the cap
+REGISTER_RETRY_MAX = 10.0     # 10,000 hosts retrying every 2 s re-registered 5x over a busy ResMan
 
 
 @dataclass
@@ -64,6 +66,7 @@ class SimHost:
     socket: Any = None
     last_beat: float = 0.0
     register_sent: float = 0.0
+    register_wait: float = REGISTER_RETRY
 
     @property
     def id(self) -> str:
@@ -188,6 +191,7 @@ class _Worker:
         sock.connect(f.endpoint)
         host.socket = sock
         host.registered = False
+        host.register_wait = REGISTER_RETRY
         self.sockets[sock] = host
         self.poller.register(sock, zmq.POLLIN)
         self.register(host)
@@ -243,7 +247,8 @@ class _Worker:
                 if now - host.last_beat >= interval:
                     host.last_beat = now
                     self.send(host, wire.HEARTBEAT)
-                if not host.registered and now - host.register_sent >= REGISTER_RETRY:
+                if not host.registered and now - host.register_sent >= host.register_wait:
+                    host.register_wait = min(REGISTER_RETRY_MAX, host.register_wait * 2)
                     self.register(host)
         for host in list(self.sockets.values()):
             self.disconnect(host)
@@ -268,10 +273,11 @@ class _Worker:
                 self.serve(host, msg)
             elif msg.type in (wire.REP, wire.ERR) and msg.method == ResManApi.REGISTER:
                 host.registered = msg.type == wire.REP
+                host.register_wait = REGISTER_RETRY
                 stats["registered" if host.registered else "register_refused"] += 1
 
     def serve(self, host: SimHost, msg: wire.Message) -> None:
-        delay = self.fleet.create_delay if msg.method == AgentMethods.CREATE else 0.0
+        delay = self.fleet.create_delay if msg.method in (AgentMethods.CREATE, AgentMethods.CREATE_MANY) else 0.0
         if delay > 0:
             self.later(delay, lambda: self.answer(host, msg))
         else:
@@ -291,10 +297,11 @@ class _Worker:
         if method == AgentMethods.RESOURCES:
             return host.resources()
         if method == AgentMethods.CREATE:
-            info = host.create(body)
-            if self.fleet.state_events:
-                self.event(host, info)
-            return info
+            self.fleet.stats["create_requests"] += 1
+            return self.create(host, body)
+        if method == AgentMethods.CREATE_MANY and self.fleet.batch_creates:
+            self.fleet.stats["create_many_requests"] += 1
+            return AgentMethods.serve_create_many(body, lambda one: self.create(host, one))
         if method == AgentMethods.DESTROY:
             cid = body.get("id") if isinstance(body, dict) else None
             if not isinstance(cid, str):
@@ -307,6 +314,12 @@ class _Worker:
             return list(host.containers.values())
         raise NotFound(f"no method {method!r}", field="method")
 
+    def create(self, host: SimHost, body: Any) -> dict[str, Any]:
+        info = host.create(body)
+        if self.fleet.state_events:
+            self.event(host, info)
+        return info
+
     def event(self, host: SimHost, info: dict[str, Any]) -> None:
         self.send(host, wire.encode(next(self.ids), wire.EVT, ResManApi.CONTAINER_STATE, info))
 
@@ -316,8 +329,9 @@ class SimFleet:
 
     def __init__(self, endpoint: str, server_public: str, keypair: Keypair, hosts: Iterable[SimHostSpec], *,
                  threads: int = 2, heartbeat_interval: float = 1.0, create_delay: float = 0.0,
-                 state_events: bool = True) -> None:
+                 state_events: bool = True, batch_creates: bool = True) -> None:
         self.endpoint = endpoint
+        self.batch_creates = batch_creates      # False: answer container.create_many not_found (an old Agent)
         self.server_public = server_public
         self.keypair = keypair
         self.heartbeat_interval = heartbeat_interval
@@ -329,7 +343,8 @@ class SimFleet:
                 raise InvalidInput(f"host {spec.id} listed twice", field="hosts")
             self.hosts[spec.id] = SimHost(spec)
         self.stats: dict[str, int] = dict.fromkeys(
-            ("requests", "registered", "register_refused", "malformed", "send_dropped"), 0)
+            ("requests", "registered", "register_refused", "malformed", "send_dropped", "create_requests",
+             "create_many_requests"), 0)
         _raise_fd_limit(len(self.hosts) * 2 + 1024)
         self.context: zmq.Context[Any] = zmq.Context(io_threads=max(1, threads // 2))
         self.context.set(zmq.MAX_SOCKETS, len(self.hosts) + 1024)   # a context option, not a socket default

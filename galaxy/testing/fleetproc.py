@@ -40,6 +40,7 @@ class FleetSlice:
     threads: int = 2
     heartbeat_interval: float = 1.0
     state_events: bool = True
+    batch_creates: bool = True
 
 
 class FleetProcess:
@@ -107,7 +108,8 @@ def _child() -> int:
     keys = Keypair(spec.agent_public, spec.agent_secret)
     hosts = sim_hosts(spec.count, prefix=spec.prefix, first=spec.first, cpu=spec.cpu, memory=spec.memory)
     fleet = SimFleet(spec.endpoint, spec.server_public, keys, hosts, threads=spec.threads,
-                     heartbeat_interval=spec.heartbeat_interval, state_events=spec.state_events)
+                     heartbeat_interval=spec.heartbeat_interval, state_events=spec.state_events,
+                     batch_creates=spec.batch_creates)
     with fleet:
         print("ready", flush=True)
         for _ in sys.stdin:
