@@ -82,6 +82,8 @@ class StateStore:
         self._deadline = deadline
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []           # single writes waiting for a shared multi
         self._kinds: set[str] = set()              # kind directories known to exist
         self._present: dict[str, set[str]] = {}    # keys known to exist
         self._absent: dict[str, set[str]] = {}     # keys known not to exist
@@ -129,7 +131,7 @@ class StateStore:
         if batch is not None:
             batch.put(kind, key, value)
             return
-        self._write({_key(kind, key): _encode(value)})
+        self._write_shared({_key(kind, key): _encode(value)})
 
     def delete(self, kind: str, key: str) -> None:
         """Remove one record; a missing record is not an error."""
@@ -137,7 +139,7 @@ class StateStore:
         if batch is not None:
             batch.delete(kind, key)
             return
-        self._write({_key(kind, key): None})
+        self._write_shared({_key(kind, key): None})
 
     @contextmanager
     def batch(self) -> Iterator[Batch]:
@@ -155,40 +157,73 @@ class StateStore:
             batch.transactions = self._write(batch.ops)
 
     # ---- the write engine -------------------------------------------------------------------------
+    def _write_shared(self, ops: dict[Key, bytes | None]) -> None:
+        """Commit one put/delete, sharing a multi with those other threads are waiting to make.
+
+        Group commit: single writes queue up while a commit is in flight, and the next thread to get
+        the write lock commits every queued op in one multi (a later op on the same key wins, as it
+        would one after another). Each caller still returns only once its op is in ZooKeeper, and
+        sees the error of the multi that carried it. Many callers (e.g. one group.create per job
+        submitted) then cost a few round trips instead of one each, queued behind each other.
+        """
+        mine = _Pending(ops)
+        with self._queue_lock:
+            self._queue.append(mine)
+        with self._write_lock:
+            if not mine.done:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                merged: dict[Key, bytes | None] = {}
+                for pending in group:
+                    merged.update(pending.ops)
+                error: BaseException | None = None
+                try:
+                    self._write_locked(merged)
+                except BaseException as err:
+                    error = err
+                for pending in group:
+                    pending.error, pending.done = error, True
+        if mine.error is not None:
+            raise mine.error
+
     def _write(self, ops: dict[Key, bytes | None]) -> int:
         """Commit ``ops``; returns the number of multis committed."""
         with self._write_lock:
+            return self._write_locked(ops)
+
+    def _write_locked(self, ops: dict[Key, bytes | None]) -> int:
+        """Commit ``ops`` (the caller holds the write lock); returns the number of multis committed."""
+        self._require_leading()
+        if not self._root_ready:
+            retry_call(lambda: self._client.ensure_path(self._paths.state()), deadline=self._deadline)
+            self._root_ready = True
+        until = time.monotonic() + self._deadline
+        pause = backoff_delays()
+        pending, committed, conflicts = dict(ops), 0, 0
+        while pending:
             self._require_leading()
-            if not self._root_ready:
-                retry_call(lambda: self._client.ensure_path(self._paths.state()), deadline=self._deadline)
-                self._root_ready = True
-            until = time.monotonic() + self._deadline
-            pause = backoff_delays()
-            pending, committed, conflicts = dict(ops), 0, 0
-            while pending:
-                self._require_leading()
-                try:
-                    self._learn(pending)
-                    done, failed, lost_connection = self._commit(self._plan(pending), pending)
-                except RETRYABLE as err:
-                    done, failed, lost_connection = 0, pending, err
-                committed += done
-                if not failed:
-                    break
-                pending = failed
-                for kind, _ in failed:  # whatever we believed about these kinds misled us
-                    self._forget(kind)
-                if lost_connection is not None:
-                    if time.monotonic() > until:
-                        raise Unreachable(f"ZooKeeper did not answer for {self._deadline:g} s "
-                                          f"(last: {type(lost_connection).__name__})") from lost_connection
-                    time.sleep(pause())
-                else:
-                    conflicts += 1
-                    if conflicts >= CONFLICT_ROUNDS:
-                        raise Conflict(f"state records kept changing under this writer "
-                                       f"({len(failed)} records after {conflicts} rounds)")
-            return committed
+            try:
+                self._learn(pending)
+                done, failed, lost_connection = self._commit(self._plan(pending), pending)
+            except RETRYABLE as err:
+                done, failed, lost_connection = 0, pending, err
+            committed += done
+            if not failed:
+                break
+            pending = failed
+            for kind, _ in failed:  # whatever we believed about these kinds misled us
+                self._forget(kind)
+            if lost_connection is not None:
+                if time.monotonic() > until:
+                    raise Unreachable(f"ZooKeeper did not answer for {self._deadline:g} s "
+                                      f"(last: {type(lost_connection).__name__})") from lost_connection
+                time.sleep(pause())
+            else:
+                conflicts += 1
+                if conflicts >= CONFLICT_ROUNDS:
+                    raise Conflict(f"state records kept changing under this writer "
+                                   f"({len(failed)} records after {conflicts} rounds)")
+        return committed
 
     def _require_leading(self) -> None:
         if self._leadership is not None and self._leadership.lost.is_set():
@@ -341,6 +376,15 @@ class StateStore:
                 continue
             records[name] = _decode(data, f"{base}/{name}")
         return records
+
+
+class _Pending:
+    __slots__ = ("ops", "done", "error")
+
+    def __init__(self, ops: dict[Key, bytes | None]) -> None:
+        self.ops = ops
+        self.done = False
+        self.error: BaseException | None = None
 
 
 def _key(kind: str, key: str) -> Key:

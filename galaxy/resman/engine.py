@@ -66,6 +66,7 @@ class Engine:
         self.safe = SafeMode(settings.safe_mode_ratio, settings.safe_mode_timeout)
         self.journal = Journal(store)
         self.touched: set[str] = set()
+        self.creating: set[str] = set()      # groups whose record is being written (GroupApi.create)
         self.rolling: set[str] = set()          # groups with stale containers (reconcile.group says)
         self.last_create_activity = -1e9        # last create sent or answered: polls give way while recent
         self.dirty_hosts: set[str] = set()

@@ -1,7 +1,9 @@
 """The container-group API (AppMaster and administrators): create, update, scale, remove, list, show,
-extra and release. Each call validates its body, writes the group record to ZooKeeper under the
-engine lock (so an answered call survives a failover), changes the model and wakes the loop; the
-loop does the placing and destroying.
+extra and release. Each call validates its body, writes the group record to ZooKeeper (so an
+answered call survives a failover), changes the model and wakes the loop; the loop does the placing
+and destroying. A create writes its new record *outside* the engine lock — nothing else can see the
+group until it is in the model — so many creates (one per job submitted) overlap their ZooKeeper
+round trips instead of queueing behind each other and the loop; the name is held meanwhile.
 
 Only `appmaster*` keys and administrators reach these handlers (`service.serve` checks the caller
 first). Users act on their jobs at the AppMaster, which checks their grants, ownership and quota
@@ -52,11 +54,21 @@ class GroupApi:
                 if existing.same_spec(spec):
                     return {"group": existing.name, "version": existing.version}
                 raise Conflict(f"group {spec.group!r} exists with another spec; use group.update", field="group")
+            if spec.group in e.creating:
+                raise Conflict(f"group {spec.group!r} is being created by another call", field="group")
             group = Group.from_spec(spec, e.clock())
+            e.creating.add(group.name)
+        try:
             put_group(e.store, group)
+        except BaseException:
+            with e.lock:
+                e.creating.discard(group.name)
+            raise
+        with e.lock:
+            e.creating.discard(group.name)
             e.groups[group.name] = group
             self._changed(group, "created", "", replicas=group.replicas, pool=group.pool)
-            return {"group": group.name, "version": group.version}
+        return {"group": group.name, "version": group.version}
 
     def update(self, body: Any) -> dict[str, Any]:
         name, changes = group_update(body)
@@ -106,6 +118,9 @@ class GroupApi:
         with e.lock:
             group = e.groups.get(name)
             if group is None:
+                if name in e.creating:
+                    raise Conflict(f"group {name!r} is being created; remove it once that call answered",
+                                   field="group")
                 return {"group": name, "removed": False}
             delete_group(e.store, name)
             del e.groups[name]

@@ -118,3 +118,31 @@ def test_bad_keys_and_values_are_refused_naming_the_field(store: StateStore) -> 
     with pytest.raises(InvalidInput):
         store.put("jobs", "k", {"obj": object()})
     assert store.keys("jobs") == []
+
+
+def test_single_writes_from_many_threads_share_multis_and_all_land(store: StateStore,
+                                                                   zk_client: KazooClient) -> None:
+    import threading
+
+    multis: list[int] = []
+    commit = store._write_locked
+
+    def counting(ops: dict) -> int:  # type: ignore[type-arg]
+        multis.append(len(ops))
+        return commit(ops)
+    store._write_locked = counting  # type: ignore[method-assign]
+    start = threading.Barrier(40)
+
+    def writer(i: int) -> None:
+        start.wait()
+        store.put("groups", f"g{i:02d}", {"i": i})
+        if i % 2:
+            store.delete("groups", f"g{i:02d}")
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(store.list("groups")) == [f"g{i:02d}" for i in range(0, 40, 2)]
+    assert all(store.get("groups", f"g{i:02d}") == {"i": i} for i in range(0, 40, 2))
+    assert sum(multis) == 60 and len(multis) < 60          # every op written, several per multi
