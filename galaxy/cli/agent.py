@@ -70,6 +70,11 @@ def host_text(data: dict[str, Any]) -> str:
     return top + "\n" + trace_table(data["trace"])
 
 
+def _labels_text(reply: dict[str, Any]) -> str:
+    rows = reply.get("hosts") if isinstance(reply.get("hosts"), list) else [reply]
+    return "".join(f"host {r.get('host')} labels: {text(r.get('labels'))}\n" for r in rows)
+
+
 def _admin_line(reply: dict[str, Any]) -> str:
     return f"host {reply.get('host')}: {text(reply.get('admin'))}\n"
 
@@ -121,18 +126,19 @@ class AgentCommands:
                                     f"admin {r.get('admin')}\n")
 
     def label(self, host: str, *labels: str, output: str = "table") -> None:
-        """Add LABELS to HOST: `galaxy agent label HOST ssd gpu`."""
+        """Add LABELS to HOST: `galaxy agent label HOST ssd gpu`; HOST may be a comma list (h1,h2):
+        every host gets them, or — if you lack host.admin on any one's pool — none does."""
         check_output(output)
         with session() as client:
-            reply = client.label(host, list(labels))
-        emit(reply, output, lambda r: f"host {r.get('host')} labels: {text(r.get('labels'))}\n")
+            reply = client.label(str(host), list(labels))
+        emit(reply, output, _labels_text)
 
     def unlabel(self, host: str, *labels: str, output: str = "table") -> None:
-        """Remove LABELS from HOST."""
+        """Remove LABELS from HOST (or from each of a comma list of hosts, all or none)."""
         check_output(output)
         with session() as client:
-            reply = client.unlabel(host, list(labels))
-        emit(reply, output, lambda r: f"host {r.get('host')} labels: {text(r.get('labels'))}\n")
+            reply = client.unlabel(str(host), list(labels))
+        emit(reply, output, _labels_text)
 
     def move(self, host: str, pool: str, output: str = "table") -> None:
         """Put HOST into POOL."""

@@ -327,13 +327,13 @@ class Client(TenancyCalls):
         """Move every container off ``host`` (see ``wait_drained``)."""
         return dict(self._write("resman", ResMan.HOST_DRAIN, {"host": host}))
 
-    def label(self, host: str, labels: Sequence[str]) -> dict[str, Any]:
-        """Add labels to ``host``."""
-        return dict(self._write("resman", ResMan.HOST_LABEL, {"host": host, "labels": _labels(labels)}))
+    def label(self, host: str | Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+        """Add labels to ``host`` — or to every host of a list, all or none (one answer per host)."""
+        return dict(self._write("resman", ResMan.HOST_LABEL, {**_hosts(host), "labels": _labels(labels)}))
 
-    def unlabel(self, host: str, labels: Sequence[str]) -> dict[str, Any]:
-        """Take labels off ``host``."""
-        return dict(self._write("resman", ResMan.HOST_UNLABEL, {"host": host, "labels": _labels(labels)}))
+    def unlabel(self, host: str | Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+        """Take labels off ``host`` (or off every host of a list, all or none)."""
+        return dict(self._write("resman", ResMan.HOST_UNLABEL, {**_hosts(host), "labels": _labels(labels)}))
 
     def move(self, host: str, pool: str) -> dict[str, Any]:
         """Put ``host`` into ``pool``."""
@@ -356,6 +356,17 @@ def spec_dict(spec: SpecLike) -> dict[str, Any]:
     if isinstance(spec, str | os.PathLike):
         return load_job_file(spec).to_dict()
     raise InvalidInput(f"expected a JobSpec, a dict or a job file path, got {type(spec).__name__}", field="spec")
+
+
+def _hosts(host: str | Sequence[str]) -> dict[str, Any]:
+    """One host as ``{"host"}`` (answered as before), several as ``{"hosts"}`` (one answer each)."""
+    if isinstance(host, str):
+        names = [h for h in host.split(",") if h] if "," in host else [host]
+    else:
+        names = list(host)
+    if not names or not all(isinstance(h, str) and h for h in names):
+        raise InvalidInput("give one or more host ids", field="host")
+    return {"host": names[0]} if len(names) == 1 and isinstance(host, str) else {"hosts": names}
 
 
 def _labels(labels: Sequence[str]) -> list[str]:

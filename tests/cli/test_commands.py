@@ -142,6 +142,9 @@ def test_agent_verbs(canned: CannedCluster, run: Run) -> None:
     assert run("agent", "label", "host-1", "gpu", "big") == (0, "host host-1 labels: big,gpu\n", "")
     assert canned.calls("host.label")[0][0] == {"host": "host-1", "labels": ["gpu", "big"]}
     assert run("agent", "unlabel", "host-1", "gpu") == (0, "host host-1 labels: big\n", "")
+    assert run("agent", "label", "host-0,host-1", "rack-7") == \
+        (0, "host host-0 labels: rack-7,ssd\nhost host-1 labels: big,rack-7\n", "")
+    assert canned.calls("host.label")[1][0] == {"hosts": ["host-0", "host-1"], "labels": ["rack-7"]}
     assert run("agent", "move", "host-1", "gpu") == (0, "host host-1 moved to pool gpu\n", "")
     assert run("agent", "show", "host-9") == (1, "", "error: host: no host 'host-9'\n")
 

@@ -277,11 +277,13 @@ class ResManService:
 
         def labels(add: bool) -> Callable[[dict[str, Any]], Any]:
             def change(body: dict[str, Any]) -> Any:
-                host = self._host(body)
                 wanted = list(body.get("labels") or [])
-                host["labels"] = sorted(set(host["labels"]) | set(wanted)) if add else \
-                    [x for x in host["labels"] if x not in wanted]
-                return {"host": host["id"], "labels": host["labels"]}
+                named = [self._host({"host": h}) for h in body["hosts"]] if "hosts" in body else [self._host(body)]
+                for host in named:
+                    host["labels"] = sorted(set(host["labels"]) | set(wanted)) if add else \
+                        [x for x in host["labels"] if x not in wanted]
+                rows = [{"host": host["id"], "labels": host["labels"]} for host in named]
+                return {"hosts": rows} if "hosts" in body else rows[0]
             return change
 
         def hosts(body: dict[str, Any]) -> Any:
