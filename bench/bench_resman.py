@@ -211,7 +211,7 @@ def _fleet_note(fleets: list[FleetProcess]) -> str:
         for key, value in fleet.stats().items():
             totals[key] = totals.get(key, 0) + value
     return (f"fleet: registered {int(totals.get('registered_hosts', 0)):,} containers "
-            f"{int(totals.get('containers', 0)):,} dropped sends {int(totals.get('send_dropped', 0)):,} "
+            f"{int(totals.get('containers', 0)):,} unchanged polls {int(totals.get('polls_unchanged', 0)):,} dropped sends {int(totals.get('send_dropped', 0)):,} "
             f"cpu {totals.get('cpu_s', 0.0):.0f} s")
 
 

@@ -8,6 +8,8 @@ record in state `creating` / `destroying` — is undone by the very same code.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -45,6 +47,12 @@ log = logging.getLogger(__name__)
 APPWORKER_MODULE = "galaxy.appworker.main"
 ZYGOTE_SWITCH = "GALAXY_ZYGOTE"
 """Set to ``off`` in the Agent's environment to launch every container by exec (for comparisons)."""
+
+
+def listing_digest(containers: list[dict[str, Any]]) -> str:
+    """A digest of a container list as ResMan matches it: everything but the usage figures."""
+    plain = [{k: v for k, v in c.items() if k != "usage"} for c in containers]
+    return hashlib.blake2b(json.dumps(plain, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
 
 
 def local_interpreter(argv: list[str]) -> list[str]:
@@ -233,9 +241,9 @@ class ContainerManager:
         with self._lock:
             self._records[req.id] = record
             self._procs[req.id] = proc
-        info = self.describe(req.id)
-        self.on_change(info)
-        return info
+        # No on_change here: the create's answer tells ResMan the container runs, and an event saying
+        # the same doubled ResMan's messages in a burst. Every later change (exit, destroy) is reported.
+        return self.describe(req.id)
 
     def destroy(self, container_id: str) -> bool:
         """True when something was destroyed, False when there was nothing (idempotent)."""
@@ -362,15 +370,22 @@ class ContainerManager:
     def list(self, *, usage: bool = False) -> list[dict[str, Any]]:
         return [self.describe(cid, usage=usage) for cid in sorted(self._records)]
 
-    def resources(self) -> dict[str, Any]:
+    def resources(self, known: str | None = None) -> dict[str, Any]:
+        """Capacity, free figures and the containers with their usage, and the list's digest (without
+        usage). When `known` (the digest ResMan last applied) is still the list's, the answer is
+        `{"unchanged", "free", "usage": {id: usage}}`: ResMan's polls of a steady host stay cheap, and
+        the usage figures still reach its accounting on every poll."""
         free = self.ledger.free()
+        free_wire = {"cpu": free.cpu, "memory": free.memory, "disks": self.disks.free_bytes(),
+                     "ports": self.ports.free_count()}
+        containers = self.list(usage=True)
+        digest = listing_digest(containers)
+        if known is not None and known == digest:
+            return {"unchanged": digest, "free": free_wire,
+                    "usage": {c["id"]: c["usage"] for c in containers if "usage" in c}}
         cap = self.ledger.capacity
-        return {
-            "capacity": {"cpu": cap.cpu, "memory": cap.memory},
-            "free": {"cpu": free.cpu, "memory": free.memory, "disks": self.disks.free_bytes(),
-                     "ports": self.ports.free_count()},
-            "containers": self.list(usage=True),
-        }
+        return {"capacity": {"cpu": cap.cpu, "memory": cap.memory}, "free": free_wire,
+                "containers": containers, "digest": digest}
 
     def close(self) -> None:
         """Stop managing; running containers (and the zygote) stay up for the next Agent to re-adopt."""

@@ -89,13 +89,16 @@ class AgentDaemon:
     def _register_soon(self) -> None:
         threading.Thread(target=self._register, name="agent-register", daemon=True).start()
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self, known: str | None = None) -> dict[str, Any]:
+        resources = self.manager.resources(known)
+        if "unchanged" in resources:
+            return resources
         s = self.config.agent
         return {"id": self.config.id, "pool": s.pool, "labels": list(s.labels),
                 "address": self.manager.address,
                 "port_range": list(s.port_range),
                 "disks": [{"path": d.path, "medium": d.medium, "capacity": d.capacity} for d in s.disks],
-                **self.manager.resources()}
+                **resources}
 
     def _register(self) -> None:
         client = self._client
@@ -116,8 +119,11 @@ class AgentDaemon:
     def _resources(self, req: Request) -> dict[str, Any]:
         """The poll answer carries the registration facts too: a ResMan that declared this host lost
         while the Agent was paused (SIGSTOP, a frozen VM) re-admits it from a poll, because the Agent
-        itself may never notice it was gone and so never registers again on its own."""
-        return self.facts()
+        itself may never notice it was gone and so never registers again on its own. A poll that
+        carries the digest of the list ResMan holds gets `{"unchanged", "free", "usage"}` while the
+        list is the same (ResMan sends it only to a host it has registered)."""
+        known = req.body.get("digest") if isinstance(req.body, dict) else None
+        return self.facts(known if isinstance(known, str) else None)
 
     def _create(self, req: Request) -> dict[str, Any]:
         return self.manager.create(ContainerRequest.from_wire(req.body))

@@ -11,7 +11,12 @@ from galaxy.errors import GalaxyError, InvalidInput
 class AgentMethods:
     """Served by an Agent (requests started by ResMan over the Agent's own DEALER connection)."""
 
-    RESOURCES = "agent.resources"          # -> capacity, free, containers with usage
+    # {"digest": d} | None -> capacity, free, containers with usage, digest (of the list without usage);
+    # when d is still the list's digest: {"unchanged": d, "free", "usage": {id: usage}} (a steady host's
+    # poll need not carry its list: ResMan matches the one it holds).
+    RESOURCES = "agent.resources"
+    # The create's answer is the Agent's word that the container runs: no `container.state` "running"
+    # event follows it (events report every later change: exit, destroy).
     CREATE = "container.create"            # ContainerRequest -> {id, state, ports}
     # {"containers": [ContainerRequest, ...]} -> {"results": [{"id", "container": info} | {"id", "error"}]}
     # One request for many creates: at 10,000 hosts the per-request cost (ResMan's futures, the mesh

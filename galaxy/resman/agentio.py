@@ -8,6 +8,12 @@ An Agent's report (registration or poll answer) is compared with ResMan's record
   between the write and the create) is created again — creates are idempotent by id;
 * a running container missing from two reports in a row has vanished and is replaced.
 
+A poll carries the digest of the last full report applied for that host; an Agent whose list has not
+changed since answers `{"unchanged": digest, "free": …, "usage": {id: usage}}` without the list, and
+the cached list (with the fresh usage figures) is matched instead — when the cached list matched the
+records exactly, that is a check of each id, not a match of each container. The create answer is the
+Agent's word that the container runs: Agents send no `container.state` "running" event for it.
+
 Creates go out at most `creates_per_host` at a time per Agent, and only once the placement is in
 ZooKeeper. A failed create sends the container back to pending: the group backs off
 (exponentially, capped) and avoids that host for `avoid_for` seconds.
@@ -42,7 +48,7 @@ def registered(engine: Engine, facts: dict[str, Any], received: float) -> None:
     log.info("agent %s registered (pool %s, %d containers)", entry.id, entry.view.pool,
              len(facts.get("containers") or ()))
     engine.trace("host", entry.id, "registered", "", known=known, containers=len(facts.get("containers") or ()))
-    report(engine, entry, facts.get("free") or {}, facts.get("containers") or [], received)
+    report(engine, entry, facts.get("free") or {}, facts.get("containers") or [], received, facts.get("digest"))
     # New room: groups waiting for hosts may fit now. Only those: reconciling every group on each of
     # 10,000 registrations (and re-registrations) was a scan of every container per round.
     engine.touched.update(name for name, g in engine.groups.items() if g.pending or g.reason)
@@ -96,7 +102,9 @@ def poll_due(engine: Engine, now: float) -> None:
     busy = now - engine.last_create_activity < settings.poll_interval
     for entry in engine.hosts.due_polls(now, busy):
         entry.polling = True
-        engine.request(entry.id, AgentMethods.RESOURCES, None, timeout,
+        # Unregistered hosts get no digest: their full answer is also their registration (polled).
+        known = {"digest": entry.report_digest} if entry.registered and entry.report_digest else None
+        engine.request(entry.id, AgentMethods.RESOURCES, known, timeout,
                        lambda f, at, e=entry, sent=now: polled(engine, e, sent, at, f))
 
 
@@ -117,19 +125,27 @@ def polled(engine: Engine, entry: HostEntry, sent: float, answered: float, futur
     if not isinstance(body, dict):
         return
     engine.hosts.heard(entry, answered)
+    if "unchanged" in body:
+        if body["unchanged"] == entry.report_digest and entry.report_digest is not None:
+            report_unchanged(engine, entry, body.get("free") or {}, body.get("usage"), sent)
+        else:
+            entry.report_digest = None          # not the list we hold (a report in between): ask in full
+        return
     if isinstance(body.get("capacity"), dict):
         entry.view.set_capacity(body["capacity"], None)
-    report(engine, entry, body.get("free") or {}, body.get("containers") or [], sent)
+    report(engine, entry, body.get("free") or {}, body.get("containers") or [], sent, body.get("digest"))
 
 
 # ---- reports ------------------------------------------------------------------------------------
 
-def report(engine: Engine, entry: HostEntry, free: dict[str, Any], containers: list[Any], sent: float) -> None:
+def report(engine: Engine, entry: HostEntry, free: dict[str, Any], containers: list[Any], sent: float,
+           digest: Any = None) -> None:
     """Match one Agent report against the records of that host (see the module docs)."""
     reported: set[str] = set()
     used_ports: set[int] = set()
     records = engine.containers
     host_id = entry.id
+    clean = True
     # Runs for every container of every poll answer (10,000 hosts a second): kept to plain lookups.
     for info in containers:
         if not isinstance(info, dict):
@@ -148,7 +164,43 @@ def report(engine: Engine, entry: HostEntry, free: dict[str, Any], containers: l
                 and c.ports == ports:
             c.missing = 0                   # the common case on a steady fleet: nothing changed
             continue
+        clean = False
         apply_info(engine, entry, info, sent)
+    entry.report_digest = digest if isinstance(digest, str) else None
+    entry.report_containers = containers
+    entry.report_ids = reported
+    entry.report_ports = used_ports
+    entry.report_clean = clean
+    _settle(engine, entry, free, containers, reported, used_ports, sent)
+
+
+def report_unchanged(engine: Engine, entry: HostEntry, free: dict[str, Any], usage: Any, sent: float) -> None:
+    """The Agent's list is the one last reported: match the cached list, with the fresh usage figures.
+
+    When every container of that list matched the records as running here, and still does, nothing
+    in it needs a look (the steady state: a check per id); otherwise it is matched in full again.
+    """
+    containers = entry.report_containers
+    if isinstance(usage, dict) and usage:
+        containers = [{**info, "usage": usage[info["id"]]} if info["id"] in usage else info
+                      for info in containers]
+    if not entry.report_clean:
+        report(engine, entry, free, containers, sent, entry.report_digest)
+        return
+    records = engine.containers
+    host_id = entry.id
+    for cid in entry.report_ids:
+        c = records.get(cid)
+        if c is None or c.state != RUNNING or c.host != host_id:
+            report(engine, entry, free, containers, sent, entry.report_digest)
+            return
+        c.missing = 0
+    _settle(engine, entry, free, containers, entry.report_ids, entry.report_ports, sent)
+
+
+def _settle(engine: Engine, entry: HostEntry, free: dict[str, Any], containers: list[Any], reported: set[str],
+            used_ports: set[int], sent: float) -> None:
+    """The rest of a report: free figures, usage, and the records' containers the Agent did not list."""
     entry.view.report(free, reported, used_ports)
     if engine.meter is not None:
         engine.meter.observe(entry.id, entry.view.pool, containers, sent)
@@ -232,8 +284,16 @@ def backoff(engine: Engine, group: Any) -> None:
 def dispatch(engine: Engine, now: float) -> None:
     """Send what this round's write made safe: creates (bounded per Agent) and destroys."""
     journal = engine.journal
-    waiting: list[str] = []
-    for cid in engine.create_ready:
+    ready = engine.create_ready
+    waiting = engine.create_waiting
+    # A placement waiting for its write can only become sendable when a write commits: between commits
+    # (most rounds, in a burst) the thousands waiting are not looked at again.
+    if engine.dispatched_at_commit != journal.commits:
+        engine.dispatched_at_commit = journal.commits
+        ready = waiting + ready
+        waiting = engine.create_waiting = []
+    engine.create_ready = []
+    for cid in ready:
         c = engine.containers.get(cid)
         if c is None or c.state != ALLOCATING or c.create_sent or c.host is None:
             continue
@@ -246,7 +306,6 @@ def dispatch(engine: Engine, now: float) -> None:
         c.create_sent = True
         entry.create_queue.append(cid)
         engine.queued_hosts.add(entry.id)
-    engine.create_ready = waiting
     for host_id in list(engine.queued_hosts):
         entry = engine.hosts.get(host_id)
         if entry is None:
@@ -286,11 +345,13 @@ def send_creates(engine: Engine, entry: HostEntry) -> None:
             engine.retire(c, "its group or version is gone")
             continue
         batch.append({**group.template, "id": c.id, "group": c.group})
-    if not queue:
+    entry.creating += len(batch)
+    if not queue or entry.creating >= limit:
+        # Back in the set when an answer makes room (finish_create): a host at its limit is not
+        # looked at every round while its creates are out.
         engine.queued_hosts.discard(entry.id)
     if not batch:
         return
-    entry.creating += len(batch)
     engine.last_create_activity = engine.clock()
     timeout = engine.settings.create_timeout
     if entry.batch_creates and len(batch) > 1:
@@ -353,7 +414,7 @@ def finish_create(engine: Engine, entry: HostEntry, cid: str, err: BaseException
             entry.last_news = engine.clock()
             engine.hosts.heard(entry, entry.last_news)
         engine.stats["created"] += 1
-        if c.state == ALLOCATING:          # the Agent's `container.state` event may have said so first
+        if c.state == ALLOCATING:          # an older Agent's `container.state` event may have said so first
             c.state = RUNNING
             c.confirmed_at = engine.clock()
         if isinstance(body, dict) and isinstance(body.get("ports"), dict):

@@ -70,7 +70,9 @@ class Engine:
         self.rolling: set[str] = set()          # groups with stale containers (reconcile.group says)
         self.last_create_activity = -1e9        # last create sent or answered: polls give way while recent
         self.dirty_hosts: set[str] = set()
-        self.create_ready: list[str] = []
+        self.create_ready: list[str] = []       # placed since the last dispatch
+        self.create_waiting: list[str] = []     # placed, not yet written: looked at again after a commit
+        self.dispatched_at_commit = -1          # journal.commits when create_waiting was last looked at
         self.destroy_ready: list[str] = []
         self.queued_hosts: set[str] = set()
         self.poll_latencies: deque[float] = deque(maxlen=200_000)

@@ -44,6 +44,13 @@ class HostEntry:
     create_queue: deque[str] = field(default_factory=deque)
     destroying: set[str] = field(default_factory=set)    # ids with a destroy in flight
     persisted: bool = False
+    # The last full container list this host reported, as applied: a poll carries `report_digest`, and
+    # an Agent whose list has not changed since answers "unchanged" instead of the list (agentio.polled).
+    report_digest: str | None = None
+    report_containers: list[Any] = field(default_factory=list)
+    report_ids: set[str] = field(default_factory=set)
+    report_ports: set[int] = field(default_factory=set)
+    report_clean: bool = False          # every container in it matched the records as running here
 
     @property
     def id(self) -> str:

@@ -48,6 +48,7 @@ class Journal:
         self.dirty: set[str] = set()
         self.written: dict[str, dict[str, Any]] = {}
         self.inflight: set[str] = set()          # ids taken for a write that has not finished yet
+        self.commits = 0            # bumped by every commit: what waits to be written need not be re-checked before
 
     def mark(self, container_id: str) -> None:
         self.dirty.add(container_id)
@@ -88,6 +89,7 @@ class Journal:
 
     def committed(self, changes: dict[str, dict[str, Any] | None]) -> None:
         """The changes are in ZooKeeper: remember them as written (under the engine's lock)."""
+        self.commits += 1
         for cid, record in changes.items():
             if record is None:
                 self.written.pop(cid, None)

@@ -221,3 +221,20 @@ def test_appworker_containers_are_forked_from_the_zygote(manager: ContainerManag
     assert manager.logs("zy-0", "console")["data"].split() == ["web"]
     manager.purge()  # decommissioning the Agent ends its zygote too
     assert not zygote.running()
+
+
+def test_poll_answer_is_unchanged_until_the_list_changes_and_a_create_sends_no_event(
+        manager: ContainerManager) -> None:
+    events: list[dict[str, Any]] = []
+    manager.on_change = events.append
+    empty = manager.resources()["digest"]
+    manager.create(request("dig-0", argv=["sh", "-c", "sleep 2; exit 4"]))
+    assert events == []                     # the create's answer says it runs; no event repeats it
+    full = manager.resources(empty)
+    assert [c["id"] for c in full["containers"]] == ["dig-0"] and full["digest"] != empty
+    unchanged = manager.resources(full["digest"])
+    assert unchanged["unchanged"] == full["digest"] and set(unchanged["usage"]) == {"dig-0"}
+    assert unchanged["usage"]["dig-0"]["memory"] >= 0 and "containers" not in unchanged
+    wait_until(lambda: manager.poll(), timeout=20, what="exit")
+    assert [e["state"] for e in events] == ["exited"]        # later changes are still reported
+    assert "containers" in manager.resources(full["digest"])

@@ -8,7 +8,7 @@ import pytest
 
 from galaxy.errors import GalaxyError, InvalidInput, ResourceUnavailable
 from galaxy.protocol import AgentMethods
-from galaxy.testing.fleet import sim_hosts
+from galaxy.testing.fleet import SimHostSpec, sim_hosts
 from galaxy.testing.netns import wait_until
 from tests.resman.conftest import group_body, template, wait_running
 
@@ -59,7 +59,8 @@ def test_an_agent_without_create_many_gets_single_creates(make_resman, make_flee
 @pytest.mark.zk
 def test_failures_inside_a_batch_send_only_those_containers_elsewhere(make_resman, make_fleet) -> None:
     rm = make_resman()
-    fleet = make_fleet(rm, sim_hosts(3, cpu=8.0))
+    # Smaller hosts first: bin-pack then picks sim-00001, then sim-00002, whatever order they register in.
+    fleet = make_fleet(rm, [SimHostSpec(f"sim-0000{i}", cpu=cpu) for i, cpu in ((1, 6.0), (2, 7.0), (3, 8.0))])
     for host in ("sim-00001", "sim-00002"):      # the two failures of one batch fail again on the
         fleet.fail_creates(host, 2)              # next host, then land on the third
     rm.call("group.create", group_body("partial", 6, container=template(cpu=1.0)))
