@@ -187,3 +187,19 @@ def test_heartbeats_keep_an_idle_connection_alive(server: Server, make_client: C
     assert lost == [] and client.connected and "galaxy-idle" in server.peers()
     assert client.stats["heartbeats"] >= 5  # the server answers them
 
+
+
+def test_a_peer_the_server_talks_to_needs_no_heartbeat_echo(server: Server,
+                                                           make_client: Callable[..., Client]) -> None:
+    """Server requests count as life, so the server skips echoes to a busy peer; it stays connected."""
+    lost: list[PeerInfo] = []
+    server.on_peer_lost(lost.append)
+    client = make_client(server, identity="galaxy-busy")
+    client.route("ping", lambda req: "pong")
+    wait_for(lambda: "galaxy-busy" in server.peers(), what="the client to join")
+    deadline = time.monotonic() + 30
+    while server.stats["heartbeats"] < 10 and time.monotonic() < deadline:
+        assert server.request("galaxy-busy", "ping", {}, timeout=2.0) == "pong"
+        time.sleep(0.01)
+    assert server.stats["heartbeats_implied"] >= 5
+    assert lost == [] and client.connected and "galaxy-busy" in server.peers()
