@@ -90,6 +90,8 @@ class Meter:
         self._store = store
         self._cap = 3 * settings.poll_interval
         self._flush_every = settings.usage_flush
+        self._retain_days = settings.usage_retain_days
+        self._expired_through = ""          # the day the last expiry sweep ran (one sweep a day)
         self._wall = wall
         self._clock = clock
         self._offset = wall() - clock()          # engine clock -> epoch seconds
@@ -294,9 +296,24 @@ class Meter:
                     batch.put(USAGE, key, self._records[key])
         self._dirty.clear()
         self.flushes += 1
+        self._expire_old()
         oldest = day_of(self._wall() - (KEEP_DAYS - 1) * 24 * HOUR)
         for key in [k for k, rec in self._records.items() if str(rec.get("day")) < oldest]:
             del self._records[key]
+
+    def _expire_old(self) -> None:
+        """Once a day, delete day records older than `usage_retain_days` (they would grow forever)."""
+        today = day_of(self._wall())
+        if self._store is None or self._expired_through == today:
+            return
+        cutoff = day_of(self._wall() - self._retain_days * 24 * HOUR)
+        old = [key for key in self._store.keys(USAGE) if key.rsplit(":", 1)[-1] < cutoff]
+        if old:
+            with self._store.batch() as batch:
+                for key in old:
+                    batch.delete(USAGE, key)
+            log.info("usage accounting: %d day records older than %s deleted", len(old), cutoff)
+        self._expired_through = today
 
     def records(self) -> dict[str, dict[str, Any]]:
         """The day records this Meter added to (a copy; for tests and status)."""

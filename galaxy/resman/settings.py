@@ -31,6 +31,7 @@ class ResManSettings:
     round_limit: int = 20_000         # placements per scheduling round (bounds one ZooKeeper batch)
     trace_containers: bool = True     # trace each container's notable events (failures, losses)
     usage_flush: float = 15.0         # seconds between two writes of usage records (accounting)
+    usage_retain_days: int = 400      # usage day records older than this are deleted (once a day)
 
     def __post_init__(self) -> None:
         for name in ("poll_interval", "safe_mode_timeout", "create_timeout", "destroy_timeout",
@@ -39,6 +40,8 @@ class ResManSettings:
                 raise InvalidInput("must be > 0", field=name)
         if self.lost_after < 1:
             raise InvalidInput("must be >= 1", field="lost_after")
+        if self.usage_retain_days < 1:
+            raise InvalidInput("must be >= 1", field="usage_retain_days")
         if not 0.0 <= self.safe_mode_ratio <= 1.0:
             raise InvalidInput("must be between 0 and 1", field="safe_mode_ratio")
         if self.strategy not in STRATEGIES:

@@ -145,6 +145,25 @@ def two_hours_of_work(meter: Meter) -> None:
 
 
 @pytest.mark.zk
+def test_day_records_older_than_the_retention_are_deleted(store: StateStore, clock: FakeClock) -> None:
+    today = clock.now
+    for days_ago in (0, 5, 30):
+        day = time.strftime("%Y%m%d", time.gmtime(today - days_ago * 24 * HOUR))
+        store.put(USAGE, f"alice:default:{day}", {"user": "alice", "pool": "default", "day": day, "hours": {}})
+    meter = meter_for({"web": make_group("web")}, clock, store, usage_retain_days=10)
+    meter.flush()
+    kept = sorted(store.keys(USAGE))
+    assert [k.rsplit(":", 1)[1] for k in kept] == sorted(
+        time.strftime("%Y%m%d", time.gmtime(today - d * 24 * HOUR)) for d in (0, 5))
+
+
+def test_retention_is_a_setting() -> None:
+    with pytest.raises(InvalidInput) as err:
+        ResManSettings(usage_retain_days=0)
+    assert err.value.field == "usage_retain_days"
+
+
+@pytest.mark.zk
 def test_flushed_records_read_back_and_a_new_meter_continues_them(store: StateStore, clock: FakeClock,
                                                                   meters: list[Meter]) -> None:
     groups = {"web": make_group("web"), "gpu": make_group("gpu", pool="gpu", cpu=1.0)}
