@@ -43,6 +43,8 @@ MISSING_BEFORE_VANISHED = 2
 def registered(engine: Engine, facts: dict[str, Any], received: float) -> None:
     known = facts["id"] in engine.hosts.entries
     entry = engine.hosts.register(facts, received)
+    if engine.pool_seen is not None:
+        engine.pool_seen(entry.view.pool)
     if not entry.persisted:
         engine.dirty_hosts.add(entry.id)
     log.info("agent %s registered (pool %s, %d containers)", entry.id, entry.view.pool,

@@ -57,6 +57,9 @@ class Engine:
         # Usage accounting (galaxy.resman.accounting): sees every container list an Agent reports.
         # Called in the loop thread as meter.observe(host_id, pool, containers, at); None = off.
         self.meter: Any = None
+        # Called (loop thread, must not block) with the pool of every host that registers — by the
+        # register route or by answering a poll after it was lost — so ResMan declares new pools.
+        self.pool_seen: Callable[[str], None] | None = None
         self.lock = threading.RLock()
         self.groups: dict[str, Group] = {}
         self.containers: dict[str, Container] = {}

@@ -33,7 +33,6 @@ from galaxy.resman.state import load
 from galaxy.tenancy import (
     AGENT,
     APPMASTER,
-    DEFAULT_POOL,
     POOLS,
     Directory,
     Principal,
@@ -119,7 +118,7 @@ def serve(engine: Engine, server: Server, directory: Directory) -> None:
     host and safe-mode methods check per host and pool in `AdminApi`.
     """
     groups, admin = GroupApi(engine), AdminApi(engine, directory)
-    pools = PoolDeclarer(engine.store, directory)
+    engine.pool_seen = PoolDeclarer(engine.store, directory).ensure    # every registration, also by poll
 
     def who(req: Request) -> Principal:
         return directory.principal(req.key_name)
@@ -129,9 +128,6 @@ def serve(engine: Engine, server: Server, directory: Directory) -> None:
         facts = check_registration(req)
         if not speaks_for_host(req.key_name, facts["id"]):
             raise PermissionDenied(f"key {req.key_name!r} may not register as host {facts['id']!r}", field="id")
-        pool = facts.get("pool") or DEFAULT_POOL
-        if isinstance(pool, str):
-            pools.ensure(pool)
         engine.agent_registered(facts, req.key_name)
         return {"ok": True}
 
