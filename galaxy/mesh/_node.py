@@ -25,7 +25,7 @@ import zmq
 
 from galaxy.errors import Conflict, GalaxyError, InvalidInput, Timeout, Unreachable
 from galaxy.mesh import wire
-from galaxy.mesh._common import InternalError, Pending, check_positive, resolve
+from galaxy.mesh._common import InternalError, Outcome, Pending, check_positive, resolve
 from galaxy.mesh.types import Request
 
 log = logging.getLogger("galaxy.mesh")
@@ -60,6 +60,7 @@ class Node:
         self._event_handlers: dict[str, tuple[Handler, bool]] = {}
         self._outbox: deque[Pending | Callable[[], object]] = deque()
         self._post_lock = threading.Lock()
+        self._sleeping = False  # the I/O thread is (about to be) blocked in poll: a post must wake it
         self._closed = False
         self._running = False
         self._wake_fd = -1
@@ -172,7 +173,15 @@ class Node:
                     wait = self._timers[0][0] - now
                 if outbox:
                     wait = 0
-                for sock, _ in poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0):
+                if wait > 0:
+                    with self._post_lock:   # a post after this look finds _sleeping set, and wakes us
+                        if outbox:
+                            wait = 0
+                        else:
+                            self._sleeping = True
+                ready = poll(max(0, int(wait * 1000) + 1) if wait > 0 else 0)
+                self._sleeping = False
+                for sock, _ in ready:
                     readers[sock]()
                 while outbox:
                     item = outbox.popleft()
@@ -199,9 +208,9 @@ class Node:
         while self._outbox:
             item = self._outbox.popleft()
             if isinstance(item, Pending):
-                resolve(item.future, error=gone)
+                resolve(item, error=gone)
         for pend in self._pending.values():
-            resolve(pend.future, error=gone)
+            resolve(pend, error=gone)
         self._pending.clear()
         try:
             self._close_sockets()
@@ -237,7 +246,11 @@ class Node:
             if self._closed or self._thread is None:
                 raise Unreachable(f"{self.name} is not running")
             self._outbox.append(item)
-            if threading.get_ident() != self._io_ident:
+            # Only a sleeping I/O thread needs the eventfd: an awake one looks at the outbox (under
+            # this lock) before it sleeps again. One write per sleep, not per message: each write is
+            # a system call that lets the other thread take the GIL, thousands of times a second.
+            if self._sleeping:
+                self._sleeping = False
                 os.eventfd_write(self._wake_fd, 1)
 
     def _in_io_thread(self) -> bool:
@@ -268,8 +281,9 @@ class Node:
     # ---- outgoing requests ----------------------------------------------------------------------
 
     def _new_request(self, peer: bytes | None, method: str, body: Any, timeout: float,
-                     retries: int) -> Pending:
-        """Encode a request in the caller's thread (spreading the CPU) and return its Pending."""
+                     retries: int, done: Callable[[Outcome], None] | None = None) -> Pending:
+        """Encode a request in the caller's thread (spreading the CPU) and return its Pending
+        (with a Future unless `done` takes the outcome)."""
         if type(method) is not str or not 0 < len(method) <= wire.MAX_METHOD:
             raise InvalidInput(f"a method is a string of 1..{wire.MAX_METHOD} characters", field="method")
         msg_id = next(self._ids)
@@ -277,7 +291,7 @@ class Node:
         if len(data) > self._max_frame:
             raise InvalidInput(f"request of {len(data)} bytes exceeds the {self._max_frame}-byte frame limit",
                                field="body")
-        return Pending(msg_id, Future(), data, peer, method, timeout, retries)
+        return Pending(msg_id, None if done is not None else Future(), data, peer, method, timeout, retries, done)
 
     def _launch(self, pend: Pending) -> None:
         if self._transmit(pend):
@@ -309,7 +323,7 @@ class Node:
                 continue
             self._forget(pend)
             self._stats["timeouts"] += 1
-            resolve(pend.future, error=Timeout(f"no reply to {pend.method!r} within {pend.timeout:g}s",
+            resolve(pend, error=Timeout(f"no reply to {pend.method!r} within {pend.timeout:g}s",
                                                field="timeout"))
 
     def _forget(self, pend: Pending) -> None:
@@ -323,9 +337,9 @@ class Node:
             return
         self._forget(pend)
         if msg.type == wire.REP:
-            resolve(pend.future, msg.body)
+            resolve(pend, msg.body)
         else:
-            resolve(pend.future, error=GalaxyError.from_wire(msg.body))
+            resolve(pend, error=GalaxyError.from_wire(msg.body))
 
     # ---- incoming requests and events -----------------------------------------------------------
 

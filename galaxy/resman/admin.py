@@ -86,7 +86,7 @@ class AdminApi:
                 try:
                     self._save([entry], admin, f"{old} -> {admin}")
                 except BaseException:
-                    entry.view.admin = old
+                    e.hosts.set_admin(host_id, old)
                     raise
             return {"host": host_id, "admin": admin}
 

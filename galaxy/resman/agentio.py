@@ -22,10 +22,10 @@ ZooKeeper. A failed create sends the container back to pending: the group backs 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from galaxy.errors import GalaxyError, NotFound, ProtocolError
+from galaxy.mesh import Outcome
 from galaxy.protocol import AgentMethods
 from galaxy.resman.hosts import ALIVE, HostEntry
 from galaxy.resman.model import ALLOCATING, DESTROYING, EXITED, RUNNING, Container
@@ -110,12 +110,12 @@ def poll_due(engine: Engine, now: float) -> None:
                        lambda f, at, e=entry, sent=now: polled(engine, e, sent, at, f))
 
 
-def polled(engine: Engine, entry: HostEntry, sent: float, answered: float, future: Future[Any]) -> None:
+def polled(engine: Engine, entry: HostEntry, sent: float, answered: float, outcome: Outcome) -> None:
     entry.polling = False
-    if future.exception() is not None or engine.hosts.get(entry.id) is not entry:
+    if outcome.exception() is not None or engine.hosts.get(entry.id) is not entry:
         return
     if not entry.registered:
-        body = future.result()
+        body = outcome.result()
         if isinstance(body, dict) and body.get("id") == entry.id and isinstance(body.get("capacity"), dict) \
                 and isinstance(body.get("free"), dict) and isinstance(body.get("containers", []), list):
             log.warning("agent %s answered a poll while not registered: taking it as a registration", entry.id)
@@ -123,7 +123,7 @@ def polled(engine: Engine, entry: HostEntry, sent: float, answered: float, futur
         return
     engine.poll_latencies.append(answered - sent)
     engine.stats["polls"] += 1
-    body = future.result()
+    body = outcome.result()
     if not isinstance(body, dict):
         return
     engine.hosts.heard(entry, answered)
@@ -197,13 +197,19 @@ def report_unchanged(engine: Engine, entry: HostEntry, free: dict[str, Any], usa
             report(engine, entry, free, containers, sent, entry.report_digest)
             return
         c.missing = 0
-    _settle(engine, entry, free, containers, entry.report_ids, entry.report_ports, sent)
+    _settle(engine, entry, free, containers, entry.report_ids, entry.report_ports, sent, unchanged=True)
 
 
 def _settle(engine: Engine, entry: HostEntry, free: dict[str, Any], containers: list[Any], reported: set[str],
-            used_ports: set[int], sent: float) -> None:
-    """The rest of a report: free figures, usage, and the records' containers the Agent did not list."""
-    entry.view.report(free, reported, used_ports)
+            used_ports: set[int], sent: float, unchanged: bool = False) -> None:
+    """The rest of a report: free figures, usage, and the records' containers the Agent did not list.
+
+    An unchanged list with the same free figures and no placement waiting to show up in them leaves
+    the host's view as it is (the steady state: recomputing it copied its port set every poll)."""
+    view = entry.view
+    if not (unchanged and not view.unreported and free == entry.report_free):
+        view.report(free, reported, used_ports)
+        entry.report_free = free
     if engine.meter is not None:
         engine.meter.observe(entry.id, entry.view.pool, containers, sent)
     safe = engine.safe.on
@@ -269,7 +275,7 @@ def destroy_unknown(engine: Engine, entry: HostEntry, cid: str, why: str) -> Non
     if engine.settings.trace_containers:
         engine.trace("container", cid, "destroy_unwanted", why, host=entry.id)
 
-    def done(future: Future[Any], answered: float) -> None:
+    def done(outcome: Outcome, answered: float) -> None:
         entry.destroying.discard(cid)
     engine.request(entry.id, AgentMethods.DESTROY, {"id": cid}, engine.settings.destroy_timeout, done)
 
@@ -367,8 +373,8 @@ def send_creates(engine: Engine, entry: HostEntry) -> None:
                        lambda f, at, cid=body["id"]: created(engine, entry, cid, f))
 
 
-def created_many(engine: Engine, entry: HostEntry, ids: list[str], future: Future[Any]) -> None:
-    err = future.exception()
+def created_many(engine: Engine, entry: HostEntry, ids: list[str], outcome: Outcome) -> None:
+    err = outcome.exception()
     if isinstance(err, NotFound) and err.field == "method":
         # An Agent from before `container.create_many`: nothing was created; send them one by one.
         log.info("agent %s does not serve %s: sending single creates", entry.id, AgentMethods.CREATE_MANY)
@@ -379,7 +385,7 @@ def created_many(engine: Engine, entry: HostEntry, ids: list[str], future: Futur
         return
     answers: dict[str, dict[str, Any]] = {}
     if err is None:
-        body = future.result()
+        body = outcome.result()
         results = body.get("results") if isinstance(body, dict) else None
         for item in results if isinstance(results, list) else ():
             if isinstance(item, dict) and isinstance(item.get("id"), str):
@@ -396,9 +402,9 @@ def created_many(engine: Engine, entry: HostEntry, ids: list[str], future: Futur
             finish_create(engine, entry, cid, None, item.get("container"))
 
 
-def created(engine: Engine, entry: HostEntry, cid: str, future: Future[Any]) -> None:
-    err = future.exception()
-    finish_create(engine, entry, cid, err, future.result() if err is None else None)
+def created(engine: Engine, entry: HostEntry, cid: str, outcome: Outcome) -> None:
+    err = outcome.exception()
+    finish_create(engine, entry, cid, err, outcome.result() if err is None else None)
 
 
 def finish_create(engine: Engine, entry: HostEntry, cid: str, err: BaseException | None, body: Any) -> None:
@@ -445,11 +451,11 @@ def send_destroy(engine: Engine, entry: HostEntry, c: Container) -> None:
                    lambda f, at, cid=c.id: destroyed(engine, cid, f))
 
 
-def destroyed(engine: Engine, cid: str, future: Future[Any]) -> None:
+def destroyed(engine: Engine, cid: str, outcome: Outcome) -> None:
     c = engine.containers.get(cid)
     if c is None or c.state != DESTROYING:
         return
     c.destroy_sent = False
-    if future.exception() is None:
+    if outcome.exception() is None:
         engine.stats["destroyed"] += 1
         engine.forget(c)

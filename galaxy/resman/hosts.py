@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from galaxy.errors import InvalidInput, NotFound
-from galaxy.resman.scheduler import ADMIN_STATES, ONLINE, HostIndex, HostView
+from galaxy.resman.scheduler import ADMIN_STATES, DRAINING, ONLINE, HostIndex, HostView
 from galaxy.resman.settings import ResManSettings
 
 ALIVE, LOST = "alive", "lost"
@@ -51,6 +51,7 @@ class HostEntry:
     report_ids: set[str] = field(default_factory=set)
     report_ports: set[int] = field(default_factory=set)
     report_clean: bool = False          # every container in it matched the records as running here
+    report_free: dict[str, Any] | None = None     # the free figures last applied to the view
 
     @property
     def id(self) -> str:
@@ -71,6 +72,9 @@ class HostRegistry:
         self.index = index
         self.settings = settings
         self.entries: dict[str, HostEntry] = {}
+        # Hosts being drained (kept by set_admin): reconciliation asks it of every container, so a
+        # set lookup rather than an entry and its view per container (100,000 every few seconds).
+        self.draining: set[str] = set()
         self._poll_order: deque[str] = deque()
         self._polled: set[str] = set()
         self._next_sweep = 0.0
@@ -96,8 +100,8 @@ class HostRegistry:
         entry = HostEntry(HostView(host_id, record.get("pool") or "default", frozenset(record.get("labels") or ())),
                           status=ALIVE, last_heard=now, persisted=True,
                           pool_override=record.get("pool"), labels_override=record.get("labels"))
-        entry.view.admin = admin if admin in ADMIN_STATES else ONLINE
         self.entries[host_id] = entry
+        self.set_admin(host_id, admin if admin in ADMIN_STATES else ONLINE)
         self.index.add(entry.view)
         return entry
 
@@ -204,6 +208,10 @@ class HostRegistry:
             raise InvalidInput(f"expected one of {', '.join(ADMIN_STATES)}", field="admin")
         entry = self.need(host_id)
         entry.view.admin = admin
+        if admin == DRAINING:
+            self.draining.add(host_id)
+        else:
+            self.draining.discard(host_id)
         return entry
 
     def set_labels(self, host_id: str, add: list[str], remove: list[str]) -> HostEntry:

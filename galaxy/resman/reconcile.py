@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from galaxy.resman.hosts import HostEntry
 from galaxy.resman.model import ALLOCATING, DESTROYING, PENDING, PRIORITY_ORDER, RUNNING, Container, Group
-from galaxy.resman.scheduler import DRAINING
 from galaxy.resman.state import Loaded
 
 if TYPE_CHECKING:
@@ -80,10 +79,7 @@ def host_lost(engine: Engine, entry: HostEntry) -> None:
 
 
 def _stale(engine: Engine, group: Group, c: Container) -> bool:
-    if c.version != group.version:
-        return True
-    entry = engine.hosts.get(c.host) if c.host else None
-    return entry is not None and entry.view.admin == DRAINING
+    return c.version != group.version or c.host in engine.hosts.draining
 
 
 def group(engine: Engine, g: Group, now: float) -> None:

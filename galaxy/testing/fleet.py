@@ -235,6 +235,7 @@ class _Worker:
         if sock is not None:
             try:
                 sock.send(data, zmq.NOBLOCK)
+                host.last_beat = time.monotonic()   # any message is a sign of life: no heartbeat due
             except zmq.Again:
                 self.fleet.stats["send_dropped"] += 1
             if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
@@ -276,8 +277,7 @@ class _Worker:
             # load the loop wakes thousands of times a second and the scan would dominate the worker.
             next_scan = now + interval / 10
             for host in self.sockets.values():
-                if now - host.last_beat >= interval:
-                    host.last_beat = now
+                if now - host.last_beat >= interval:       # nothing sent for an interval, as the mesh Client
                     self.send(host, wire.HEARTBEAT)
                 if not host.registered and now - host.register_sent >= host.register_wait:
                     host.register_wait = min(REGISTER_RETRY_MAX, host.register_wait * 2)
@@ -326,9 +326,6 @@ class _Worker:
         except GalaxyError as err:
             data = wire.encode_error(msg.id, msg.method, err)
         self.send(host, data)
-        # Any message is a sign of life to the mesh: a host that just answered skips its next heartbeat
-        # (at 10,000 hosts the heartbeats and their echoes were ~10,000 messages a second each way).
-        host.last_beat = time.monotonic()
 
     def handle(self, host: SimHost, method: str, body: Any) -> Any:
         if method == AgentMethods.RESOURCES:

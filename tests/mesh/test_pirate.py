@@ -191,15 +191,34 @@ def test_heartbeats_keep_an_idle_connection_alive(server: Server, make_client: C
 
 def test_a_peer_the_server_talks_to_needs_no_heartbeat_echo(server: Server,
                                                            make_client: Callable[..., Client]) -> None:
-    """Server requests count as life, so the server skips echoes to a busy peer; it stays connected."""
+    """Server messages count as life, so the server skips echoes to a peer it keeps telling things
+    (events: the peer answers nothing, so it still heartbeats); the peer stays connected."""
     lost: list[PeerInfo] = []
     server.on_peer_lost(lost.append)
     client = make_client(server, identity="galaxy-busy")
-    client.route("ping", lambda req: "pong")
+    client.on_event("news", lambda req: None)
     wait_for(lambda: "galaxy-busy" in server.peers(), what="the client to join")
     deadline = time.monotonic() + 30
     while server.stats["heartbeats"] < 10 and time.monotonic() < deadline:
-        assert server.request("galaxy-busy", "ping", {}, timeout=2.0) == "pong"
+        server.send_event("galaxy-busy", "news", {})
         time.sleep(0.01)
     assert server.stats["heartbeats_implied"] >= 5
     assert lost == [] and client.connected and "galaxy-busy" in server.peers()
+
+
+def test_a_peer_that_answers_the_server_sends_no_heartbeats(server: Server,
+                                                            make_client: Callable[..., Client]) -> None:
+    """Anything a client sends counts as life: a peer answering requests (an Agent polled every
+    interval) needs no heartbeats of its own, and neither side takes the other for lost."""
+    lost: list[PeerInfo] = []
+    server.on_peer_lost(lost.append)
+    client = make_client(server, identity="galaxy-answers")
+    client.route("ping", lambda req: "pong")
+    wait_for(lambda: "galaxy-answers" in server.peers(), what="the client to join")
+    before = server.stats["heartbeats"]
+    ended = time.monotonic() + 1.0                 # ten intervals, three times the liveness
+    while time.monotonic() < ended:
+        assert server.request("galaxy-answers", "ping", {}, timeout=2.0) == "pong"
+        time.sleep(0.02)
+    assert server.stats["heartbeats"] - before <= 1     # at most one already due when the pings began
+    assert lost == [] and client.connected and "galaxy-answers" in server.peers()

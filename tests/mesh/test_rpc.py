@@ -43,6 +43,44 @@ def test_router_side_starts_a_request_to_a_connected_dealer(server: Server,
     assert [f.result(5)["asked"] for f in futures] == list(range(20))
 
 
+def test_request_callback_hands_every_ending_to_done_in_the_io_thread(server: Server,
+                                                                     make_client: Callable[..., Client]) -> None:
+    client = make_client(server, identity="galaxy-agent-cb")
+    client.route("status", lambda req: {"asked": req.body})
+    client.route("fail", lambda req: (_ for _ in ()).throw(Conflict("busy", field="id")))
+    client.route("slow", lambda req: threading.Event().wait(1.0), blocking=True)
+    wait_for(lambda: "galaxy-agent-cb" in server.peers(), what="the client to register")
+    ended: dict[str, Any] = {}
+    threads: set[str] = set()
+
+    def done(name: str) -> Callable[[Any], None]:
+        def record(outcome: Any) -> None:
+            threads.add(threading.current_thread().name)
+            ended[name] = outcome
+        return record
+
+    server.request_callback("galaxy-agent-cb", "status", 7, timeout=5, done=done("answer"))
+    server.request_callback("galaxy-agent-cb", "fail", None, timeout=5, done=done("error"))
+    server.request_callback("galaxy-agent-cb", "slow", None, timeout=0.2, done=done("timeout"))
+    server.request_callback("galaxy-nobody", "status", None, timeout=5, done=done("unreachable"))
+    wait_for(lambda: len(ended) == 4, what="four endings")
+    assert ended["answer"].result() == {"asked": 7} and ended["answer"].exception() is None
+    assert isinstance(ended["error"].exception(), Conflict) and ended["error"].exception().field == "id"
+    with pytest.raises(Conflict):
+        ended["error"].result()
+    assert isinstance(ended["timeout"].exception(), GalaxyError) and "slow" in str(ended["timeout"].exception())
+    assert isinstance(ended["unreachable"].exception(), Unreachable)
+    assert threads == {server._thread.name}          # the I/O thread: no pool, no Future
+
+
+def test_a_failing_done_callback_leaves_the_server_serving(server: Server, make_client: Callable[..., Client]) -> None:
+    client = make_client(server, identity="galaxy-agent-cb2")
+    client.route("status", lambda req: req.body)
+    wait_for(lambda: "galaxy-agent-cb2" in server.peers(), what="the client to register")
+    server.request_callback("galaxy-agent-cb2", "status", 1, timeout=5, done=lambda outcome: 1 / 0)
+    assert server.request("galaxy-agent-cb2", "status", 2, timeout=5) == 2
+
+
 def test_server_request_to_unknown_peer_is_unreachable(server: Server) -> None:
     with pytest.raises(Unreachable) as err:
         server.request("galaxy-nobody", "status", timeout=1)
