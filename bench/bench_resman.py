@@ -23,6 +23,7 @@ Rows:
 from __future__ import annotations
 
 import cProfile
+import gc
 import os
 import random
 import resource
@@ -36,6 +37,7 @@ from bench._table import Row
 from galaxy.coord import Election, Leadership, Paths, StateStore, connect
 from galaxy.mesh import Keypair, KeyRing, Server
 from galaxy.resman import Engine, ResManSettings, serve
+from galaxy.resman.engine import GC_THRESHOLDS
 from galaxy.resman.groups import GroupApi
 from galaxy.resman.scheduler import Ask, GroupAsk, HostIndex, HostView, Scheduler, first_rejection
 from galaxy.tenancy import Directory
@@ -137,6 +139,9 @@ def _end_to_end_rows(zk_hosts: str) -> list[Row]:
         # Idle means after the burst: polls give way to creates while they last (hosts.due_polls), so the
         # steady state starts two poll intervals after the last create answer.
         _wait(lambda: engine.clock() - engine.last_create_activity > 2 * settings.poll_interval, 30, "quiet")
+        # ... and the polls back in their rhythm: after the burst every host is due at once, and the
+        # catch-up pace (hosts.POLL_CATCH_UP) needs a few intervals to spread them over the interval again.
+        time.sleep(4 * settings.poll_interval)
         engine.poll_latencies.clear()
         polls0, t0 = _polls(engine), time.monotonic()
         time.sleep(5.0)
@@ -195,6 +200,7 @@ def _start_engine(engine: Engine) -> cProfile.Profile | None:
     # Thread CPU time, not wall time: with the GIL shared by the mesh and ZooKeeper threads, a wall-clock
     # profile charges whichever function held the GIL before a hand-off with the other threads' work.
     profiler = cProfile.Profile(time.thread_time)
+    gc.set_threshold(*GC_THRESHOLDS)        # as Engine.start does
     engine.start_writer()
     engine._thread = threading.Thread(target=profiler.runcall, args=(engine._run,), name="resman-loop", daemon=True)
     engine._thread.start()
