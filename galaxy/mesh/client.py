@@ -61,6 +61,7 @@ class Client(Node):
         self._connected = False
         self._last_heard = 0.0
         self._last_sent = 0.0  # any message sent is a sign of life to the server: no heartbeat then
+        self._last_beat = 0.0
         self._lost_fns: list[Callable[[], Any]] = []
         self._joined_fns: list[Callable[[], Any]] = []
 
@@ -172,7 +173,7 @@ class Client(Node):
         self._sock = sock
         self._poller.register(sock, zmq.POLLIN)
         self._readers[sock] = self._on_dealer
-        self._beat()
+        self._beat(time.monotonic())
 
     def _close_sockets(self) -> None:
         if self._sock is not None:
@@ -209,7 +210,8 @@ class Client(Node):
             self._stats["send_dropped"] += 1
             return False
 
-    def _beat(self) -> None:
+    def _beat(self, now: float) -> None:
+        self._last_beat = now
         self._send(wire.HEARTBEAT)
 
     # ---- incoming -----------------------------------------------------------------------------
@@ -287,10 +289,13 @@ class Client(Node):
     # ---- periodic -----------------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
-        # A heartbeat only when nothing else went out for an interval: an Agent answering a poll every
-        # second (the steady state) sends none, which halves what 10,000 of them cost ResMan.
-        if now - self._last_sent >= self._interval * 0.99:
-            self._beat()
+        # A heartbeat when nothing else went out for an interval (the server must hear from us), or
+        # when nothing came in (its echo tells us the server lives; once an interval, not each tick).
+        # An Agent polled every second sends and hears every second, so it sends none: that halves
+        # what 10,000 Agents cost ResMan. One that only sends events still learns the server lives.
+        iv = self._interval * 0.99
+        if now - self._last_sent >= iv or (now - self._last_heard >= iv and now - self._last_beat >= iv):
+            self._beat(now)
         if self._connected and now - self._last_heard > self._interval * self._liveness:
             self._server_silent()
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import queue
 import threading
 import time
@@ -276,12 +277,12 @@ class Engine:
         reconciling every group in one round held the lock (and every Agent's answer) for a tenth of a
         second."""
         if not self._sweep and now - self._last_full >= FULL_RECONCILE:
-            self._last_full = now
+            self._last_full = self._last_share = now
             self._sweep = deque(self.groups)
         sweep = self._sweep
         if not sweep:
             return set()
-        take = max(1, int(len(self.groups) * (now - self._last_share) / (FULL_RECONCILE / 2)))
+        take = max(1, math.ceil(len(self.groups) * (now - self._last_share) / (FULL_RECONCILE / 2)))  # in 2.5 s
         self._last_share = now
         return {sweep.popleft() for _ in range(min(take, len(sweep)))}
 

@@ -206,6 +206,25 @@ def test_a_peer_the_server_talks_to_needs_no_heartbeat_echo(server: Server,
     assert lost == [] and client.connected and "galaxy-busy" in server.peers()
 
 
+def test_a_client_that_only_sends_events_still_hears_the_server(server: Server,
+                                                                make_client: Callable[..., Client]) -> None:
+    """Sending alone does not tell a client the server lives: one that only fires events (an Agent
+    reporting a burst of container changes, while ResMan sends it nothing) still heartbeats once an
+    interval for the echo, so it never takes a live server for lost."""
+    lost: list[str] = []
+    seen: list[Request] = []
+    server.on_event("state", seen.append)
+    client = make_client(server, identity="galaxy-chatty")
+    client.on_server_lost(lambda: lost.append("lost"))
+    wait_for(lambda: "galaxy-chatty" in server.peers(), what="the client to join")
+    ended = time.monotonic() + 1.0                 # ten intervals, three times the liveness
+    while time.monotonic() < ended:
+        client.send_event("state", {"id": "c1"})
+        time.sleep(0.01)
+    assert len(seen) > 50 and lost == [] and client.connected
+    assert 3 <= client.stats["heartbeats"] <= 15   # echoes: about one per interval, not one per tick
+
+
 def test_a_peer_that_answers_the_server_sends_no_heartbeats(server: Server,
                                                             make_client: Callable[..., Client]) -> None:
     """Anything a client sends counts as life: a peer answering requests (an Agent polled every
