@@ -2,9 +2,10 @@
 
 * Lazy Pirate: each call has a per-attempt timeout and re-sends the SAME id ``retries`` times; the
   server answers a duplicate from its reply cache, so a retried call never runs twice.
-* Paranoid Pirate: a heartbeat in every interval in which nothing else was sent; any message from
-  the server counts as life; after ``liveness`` silent intervals the server is lost. libzmq reconnects by itself (with backoff up to
-  ``RECONNECT_MAX_MS``), so a restarted server on the same endpoint is found again.
+* Paranoid Pirate: a heartbeat in every interval in which nothing else was sent (or nothing was
+  heard: its echo); any message counts as life, both ways; after ``liveness`` silent intervals the
+  server is lost. libzmq reconnects by itself (with backoff up to ``RECONNECT_MAX_MS``), so a
+  restarted server on the same endpoint is found again.
 * ``connect_to`` follows a new leader: the old socket is dropped, the new one connected, and every
   call in flight is re-sent there at once.
 """
