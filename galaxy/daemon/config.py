@@ -1,6 +1,7 @@
 """Daemon configuration files (YAML), validated the way job files are: every error names its key.
 
-One file shape serves every daemon; the `agent:` section only matters to `galaxy-agent`. A bad file
+One file shape serves every daemon; the `agent:` section only matters to `galaxy-agent`, the
+`resman:` section (ResMan's tunables, checked by `galaxy.resman.settings`) only to `galaxy-resman`. A bad file
 stops the daemon before it touches ZooKeeper or the kernel, with every problem listed at once.
 """
 
@@ -55,6 +56,7 @@ class DaemonConfig:
     heartbeat_interval: float = 1.0
     log_level: str = "info"
     agent: AgentSettings = field(default_factory=AgentSettings)
+    resman: dict[str, Any] = field(default_factory=dict)     # as written; ResManSettings.load checks it
 
 
 class ConfigError(InvalidInput):
@@ -186,10 +188,11 @@ def parse_config(data: Any, role: str, *, source: str = "<config>") -> DaemonCon
     problems: list[tuple[str, str]] = []
     r = _Reader(data, "", problems)
     r.unknown({"cluster", "zookeeper", "id", "listen", "advertise", "key", "trusted_keys", "state_dir",
-               "session_timeout", "heartbeat_interval", "log_level", "agent"})
+               "session_timeout", "heartbeat_interval", "log_level", "agent", "resman"})
     ident = r.get("id", str, socket.gethostname())
     listen = r.get("listen", str, "tcp://127.0.0.1:0" if role != "agent" else "")
     advertise = r.get("advertise", str, "") or listen
+    resman = r.get("resman", dict, {})
     level = r.get("log_level", str, "info")
     if level.lower() not in ("debug", "info", "warning", "error"):
         problems.append(("log_level", "expected debug, info, warning or error"))
@@ -207,6 +210,7 @@ def parse_config(data: Any, role: str, *, source: str = "<config>") -> DaemonCon
         heartbeat_interval=_seconds(r, "heartbeat_interval", 1.0),
         log_level=level.lower(),
         agent=_agent(data.get("agent"), problems),
+        resman=dict(resman or {}),
     )
     if problems:
         raise ConfigError(source, problems)

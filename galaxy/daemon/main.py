@@ -19,13 +19,17 @@ def setup_logging(level: str, role: str, ident: str) -> None:
     )
 
 
-def daemon_main(role: str, run: Callable[[DaemonConfig], None], argv: list[str] | None = None) -> int:
-    """Parse `--config`, validate the file (exit 2 with every problem), then run the daemon."""
+def daemon_main(role: str, run: Callable[[DaemonConfig], None], argv: list[str] | None = None,
+                check: Callable[[DaemonConfig], object] | None = None) -> int:
+    """Parse `--config`, validate the file (exit 2 with every problem; `check` validates the role's own
+    section the same way), then run the daemon."""
     parser = argparse.ArgumentParser(prog=f"galaxy-{role}", description=f"Galaxy {role} daemon")
     parser.add_argument("--config", "-c", required=True, help="path of the YAML config file")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, role)
+        if check is not None:
+            check(config)
     except GalaxyError as err:
         print(f"galaxy-{role}: error: {err}", file=sys.stderr)
         return 2
@@ -39,7 +43,7 @@ def daemon_main(role: str, run: Callable[[DaemonConfig], None], argv: list[str] 
 
 
 def replicated_main(role: str, service_factory: Callable[[DaemonConfig], object],
-                    argv: list[str] | None = None) -> int:
+                    argv: list[str] | None = None, check: Callable[[DaemonConfig], object] | None = None) -> int:
     """Entry of a master/standby daemon: campaign, serve `service_factory(config)` while leading."""
     from galaxy.daemon.replica import ReplicatedDaemon
 
@@ -48,4 +52,4 @@ def replicated_main(role: str, service_factory: Callable[[DaemonConfig], object]
         daemon.install_signal_handlers()
         daemon.run()
 
-    return daemon_main(role, run, argv)
+    return daemon_main(role, run, argv, check)

@@ -6,10 +6,11 @@ import sys
 
 from galaxy.daemon.main import replicated_main
 from galaxy.resman.service import ResManService
+from galaxy.resman.settings import ResManSettings
 
 
 def main(argv: list[str] | None = None) -> int:
-    return replicated_main("resman", ResManService, argv)
+    return replicated_main("resman", ResManService, argv, check=lambda config: ResManSettings.load(config.resman))
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ def serve(engine: Engine, server: Server, directory: Directory) -> None:
 class ResManService(RoleService):
     def __init__(self, config: DaemonConfig, settings: ResManSettings | None = None) -> None:
         super().__init__(config)
-        self.settings = settings or ResManSettings.from_env()
+        self.settings = settings or ResManSettings.load(config.resman)
         self.engine: Engine | None = None
         self.tracer: Tracer | None = None
         self.meter: Meter | None = None

@@ -1,18 +1,24 @@
-"""ResMan's tunables, read from `GALAXY_RESMAN_*` environment variables (documented in docs/resman.md).
+"""ResMan's tunables: the `resman:` section of its config file, then `GALAXY_RESMAN_*` environment
+variables (a quick override, and what tests use), both documented in docs/resman.md.
 
-They live outside `DaemonConfig` until the lead folds them into the config file; every value is
-checked here so a typo stops the daemon with the variable's name instead of a wrong cluster.
+Every value is checked here, so a typo stops the daemon with the setting's name (`resman.poll_interval`)
+instead of running a wrong cluster.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import Field, dataclass, fields, replace
+from typing import Any
 
 from galaxy.errors import InvalidInput
+from galaxy.spec import parse_duration
 
 STRATEGIES = ("binpack", "spread")
+# Settings in seconds: the config file also takes durations for them ("500ms", "2m").
+DURATIONS = frozenset({"poll_interval", "safe_mode_timeout", "create_timeout", "destroy_timeout", "backoff_min",
+                       "backoff_max", "avoid_for", "usage_flush"})
 
 
 @dataclass(frozen=True)
@@ -54,23 +60,58 @@ class ResManSettings:
         return self.poll_interval * self.lost_after
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ResManSettings:
-        """Defaults, then `GALAXY_RESMAN_<FIELD>` variables, then keyword overrides."""
-        source = os.environ if env is None else env
+    def load(cls, section: Any = None, env: Mapping[str, str] | None = None, **overrides: object) -> ResManSettings:
+        """Defaults, then the config file's `resman:` section, then `GALAXY_RESMAN_<FIELD>` variables,
+        then keyword overrides. An error names the setting as the file or the variable spells it."""
+        known = {f.name: f for f in fields(cls)}
         values: dict[str, object] = {}
+        origin: dict[str, str] = {}
+        if section is not None:
+            if not isinstance(section, Mapping):
+                raise InvalidInput("expected a mapping of ResMan settings", field="resman")
+            for key, raw in section.items():
+                f = known.get(key) if isinstance(key, str) else None
+                if f is None:
+                    raise InvalidInput(f"unknown setting; expected one of {', '.join(known)}", field=f"resman.{key}")
+                origin[key] = f"resman.{key}"
+                values[key] = _from_file(f, raw, origin[key])
+        source = os.environ if env is None else env
         for f in fields(cls):
-            raw = source.get(f"GALAXY_RESMAN_{f.name.upper()}")
-            if raw is None:
-                continue
-            try:
-                if f.type in ("float", float):
-                    values[f.name] = float(raw)
-                elif f.type in ("int", int):
-                    values[f.name] = int(raw)
-                elif f.type in ("bool", bool):
-                    values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-                else:
-                    values[f.name] = raw.strip()
-            except ValueError:
-                raise InvalidInput(f"cannot parse {raw!r}", field=f"GALAXY_RESMAN_{f.name.upper()}") from None
-        return replace(cls(**values), **overrides)  # type: ignore[arg-type]
+            raw_text = source.get(f"GALAXY_RESMAN_{f.name.upper()}")
+            if raw_text is not None:
+                origin[f.name] = f"GALAXY_RESMAN_{f.name.upper()}"
+                values[f.name] = _from_text(f, raw_text, origin[f.name])
+        try:
+            return replace(cls(**values), **overrides)  # type: ignore[arg-type]
+        except InvalidInput as err:
+            raise InvalidInput(err.message, field=origin.get(err.field or "", err.field)) from None
+
+
+def _from_text(f: Field[Any], raw: str, name: str) -> object:
+    try:
+        if f.type in ("float", float):
+            return float(raw)
+        if f.type in ("int", int):
+            return int(raw)
+        if f.type in ("bool", bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return raw.strip()
+    except ValueError:
+        raise InvalidInput(f"cannot parse {raw!r}", field=name) from None
+
+
+def _from_file(f: Field[Any], raw: object, name: str) -> object:
+    """A YAML value: the field's own type (an int where a float goes), or a duration for seconds."""
+    if f.name in DURATIONS and isinstance(raw, str):
+        return parse_duration(raw, field=name)
+    kind = {"float": float, "int": int, "bool": bool, "str": str}.get(f.type if isinstance(f.type, str) else "",
+                                                                     f.type)
+    ok = isinstance(raw, kind) and not (isinstance(raw, bool) and kind is not bool)
+    if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
+        return float(raw)
+    if not ok:
+        wanted = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(kind, str(kind))
+        if f.name in DURATIONS:
+            wanted = "a number of seconds or a duration like 500ms"
+        raise InvalidInput(f"expected {wanted}, got {raw!r}", field=name)
+    return raw
