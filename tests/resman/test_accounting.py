@@ -113,7 +113,8 @@ def test_reserved_figures_follow_a_new_template(clock: FakeClock) -> None:
 
 
 def test_usage_flush_is_a_setting() -> None:
-    assert ResManSettings.from_env({"GALAXY_RESMAN_USAGE_FLUSH": "1"}).usage_flush == 1.0
+    assert ResManSettings.load(env={"GALAXY_RESMAN_USAGE_FLUSH": "1"}).usage_flush == 1.0
+    assert ResManSettings.load({"usage_flush": "2s"}, env={}).usage_flush == 2.0
     assert ResManSettings().usage_flush == 15.0
     with pytest.raises(InvalidInput) as bad:
         ResManSettings(usage_flush=0)
