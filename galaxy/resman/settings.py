@@ -87,15 +87,17 @@ class ResManSettings:
             raise InvalidInput(err.message, field=origin.get(err.field or "", err.field)) from None
 
 
+# The field types (as `from __future__` annotations spell them) and how a mistake names what was wanted.
+_KINDS: dict[str, tuple[type, str]] = {"float": (float, "a number"), "int": (int, "an integer"),
+                                       "bool": (bool, "true or false"), "str": (str, "a string")}
+
+
 def _from_text(f: Field[Any], raw: str, name: str) -> object:
+    kind = _KINDS[str(f.type)][0]
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     try:
-        if f.type in ("float", float):
-            return float(raw)
-        if f.type in ("int", int):
-            return int(raw)
-        if f.type in ("bool", bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        return raw.strip()
+        return kind(raw.strip())
     except ValueError:
         raise InvalidInput(f"cannot parse {raw!r}", field=name) from None
 
@@ -104,14 +106,10 @@ def _from_file(f: Field[Any], raw: object, name: str) -> object:
     """A YAML value: the field's own type (an int where a float goes), or a duration for seconds."""
     if f.name in DURATIONS and isinstance(raw, str):
         return parse_duration(raw, field=name)
-    kind = {"float": float, "int": int, "bool": bool, "str": str}.get(f.type if isinstance(f.type, str) else "",
-                                                                     f.type)
-    ok = isinstance(raw, kind) and not (isinstance(raw, bool) and kind is not bool)
-    if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
-        return float(raw)
-    if not ok:
-        wanted = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}.get(kind, str(kind))
+    kind, wanted = _KINDS[str(f.type)]
+    allowed = (int, float) if kind is float else kind
+    if not isinstance(raw, allowed) or (isinstance(raw, bool) and kind is not bool):
         if f.name in DURATIONS:
             wanted = "a number of seconds or a duration like 500ms"
         raise InvalidInput(f"expected {wanted}, got {raw!r}", field=name)
-    return raw
+    return float(raw) if kind is float else raw
