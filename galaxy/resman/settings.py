@@ -16,7 +16,7 @@ from galaxy.errors import InvalidInput
 from galaxy.spec import parse_duration
 
 STRATEGIES = ("binpack", "spread")
-# Settings in seconds: the config file also takes durations for them ("500ms", "2m").
+# Settings in seconds, each > 0: the config file also takes durations for them ("500ms", "2m").
 DURATIONS = frozenset({"poll_interval", "safe_mode_timeout", "create_timeout", "destroy_timeout", "backoff_min",
                        "backoff_max", "avoid_for", "usage_flush"})
 
@@ -40,8 +40,7 @@ class ResManSettings:
     usage_retain_days: int = 400      # usage day records older than this are deleted (once a day)
 
     def __post_init__(self) -> None:
-        for name in ("poll_interval", "safe_mode_timeout", "create_timeout", "destroy_timeout",
-                     "backoff_min", "backoff_max", "avoid_for", "usage_flush"):
+        for name in sorted(DURATIONS):
             if getattr(self, name) <= 0:
                 raise InvalidInput("must be > 0", field=name)
         if self.lost_after < 1:
@@ -76,7 +75,7 @@ class ResManSettings:
                 origin[key] = f"resman.{key}"
                 values[key] = _from_file(f, raw, origin[key])
         source = os.environ if env is None else env
-        for f in fields(cls):
+        for f in known.values():
             raw_text = source.get(f"GALAXY_RESMAN_{f.name.upper()}")
             if raw_text is not None:
                 origin[f.name] = f"GALAXY_RESMAN_{f.name.upper()}"

@@ -12,7 +12,8 @@ Hosts are shared among a few worker threads, each owning its sockets (ZeroMQ soc
 thread-safe), instead of one mesh Client thread per Agent: 10,000 hosts cost a few threads. A worker
 waits on its sockets' notification descriptors (`zmq.FD`) with epoll, not with `zmq.Poller`: a
 `zmq_poll` asks every one of its thousands of sockets for its events on each wake-up (1.2 ms for
-2,500 sockets, measured), which made the simulated fleet, not ResMan, the bound of every benchmark. Faults on purpose: `stop_host` (silent, as if powered off — its containers stay and come
+2,500 sockets, measured), which made the simulated fleet, not ResMan, the bound of every benchmark.
+Faults on purpose: `stop_host` (silent, as if powered off — its containers stay and come
 back with it), `start_host`, `fail_creates`, `exit_container`; `batch_creates=False` plays an
 Agent that predates `container.create_many`.
 """
