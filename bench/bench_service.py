@@ -27,6 +27,10 @@ quota), as circus's processes run without a limit: the comparison is of start-up
 100 ms quota (which alone makes every 10 ms of CPU a pod spends before it accepts cost 1 s of wall
 time; see docs/startup_perf.md).
 
+Two rows put this code beside the commit before containers were confined (`BEFORE_CONFINEMENT`,
+run from a git worktree by bench/_baseline.py), best of two interleaved rounds each: what the user
+namespace, capability drop, seccomp filter and masks cost a start-up.
+
 Everything is torn down afterwards (cluster.stop(), the network's close ends circusd by its PID).
 """
 
@@ -41,6 +45,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench._baseline import BaselineCheckout
 from bench._table import Row
 from galaxy.coord import Naming, Paths
 from galaxy.testing.cluster import LocalCluster
@@ -208,14 +213,32 @@ def galaxy_seconds(work: Path) -> tuple[float, float, float, float, float, float
         cluster.stop()
 
 
+BEFORE_CONFINEMENT = "647b3a6"
+"""The last commit before containers were confined (issue 13): user namespace, capabilities, seccomp,
+masks. The confinement row runs that commit's Galaxy beside this one's, in the same run."""
+ROUNDS = 2
+
+
 def run() -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="galaxy-bench-service-") as tmp:
         work = Path(tmp)
         (work / "circus").mkdir()
-        (work / "galaxy").mkdir()
         baseline, circus_cpu, circusd_cpu = circus_seconds(work / "circus")
-        accepting, running, created, pods_cpu, all_cpu, workers_cpu = galaxy_seconds(work / "galaxy")
+        before: list[tuple[float, ...]] = []
+        now: list[tuple[float, ...]] = []
+        with BaselineCheckout(BEFORE_CONFINEMENT) as old:
+            for i in range(ROUNDS):  # interleaved, so a burst of load from elsewhere hits both alike
+                (work / f"before{i}").mkdir()
+                (work / f"galaxy{i}").mkdir()
+                before.append(old.call("bench.bench_service", "galaxy_seconds", str(work / f"before{i}")))
+                now.append(galaxy_seconds(work / f"galaxy{i}"))
+        accepting, running, created, pods_cpu, all_cpu, workers_cpu = min(now)
+        before_accepting, _, before_created, *_ = min(before)
     return [
+        Row("service", f"submit -> {INSTANCES} accepting: confined vs before ({BEFORE_CONFINEMENT})", accepting,
+            "s", before_accepting, BEFORE_CONFINEMENT, target=1.1, better="lower"),
+        Row("service", f"submit -> {INSTANCES} PID 1 running: confined vs before ({BEFORE_CONFINEMENT})", created,
+            "s", before_created, BEFORE_CONFINEMENT, better="lower"),
         Row("service", f"submit -> {INSTANCES} instances accepting, one host", accepting, "s", baseline,
             "circus", target=1.5, better="lower"),
         Row("service", f"submit -> {INSTANCES} instances RUNNING in naming", running, "s", baseline,

@@ -31,16 +31,20 @@ from galaxy.isolate import (
     CgroupLimits,
     ContainerProcess,
     ContainerSpec,
+    UserNamespace,
     Zygote,
     adopt,
     default_system_mounts,
     destroy,
     detect_cgroups,
+    host_secrets,
     launch,
     resolve_user,
+    user_namespaces_available,
 )
 from galaxy.ports import PortTable
 from galaxy.protocol import ContainerRequest
+from galaxy.protocol.podtoken import seed_to_token
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,10 @@ class ContainerManager:
         self.agent_id = agent_id
         self.settings = settings
         self.root = Path(state_dir)
+        # Only root may look inside: container records and shim configs carry worker secrets, work dirs
+        # are tenants' files. The containers reach their own dirs through bind mounts, not this path.
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
         self.store = ContainerStore(state_dir)
         self.driver = detect_cgroups(settings.cgroup_root, base=settings.cgroup_base)
         self.address = host_address(settings.address)
@@ -81,6 +89,10 @@ class ContainerManager:
         lo, hi = settings.port_range
         self.ports = PortTable(agent_id, lo, hi, firewall=settings.firewall)
         self.system_mounts = default_system_mounts()
+        self.hidden = host_secrets(self.system_mounts)  # the host's secrets below /etc, masked inside
+        # Root in every container is this unprivileged host id (docs/security.md); None: no user namespace.
+        self.userns_root: int | None = (settings.userns_root if settings.user_namespaces
+                                        and user_namespaces_available() else None)
         self.on_change = on_change or (lambda _info: None)
         self._records: dict[str, ContainerRecord] = {}
         self._procs: dict[str, ContainerProcess] = {}
@@ -102,16 +114,28 @@ class ContainerManager:
     def container_dir(self, container_id: str) -> Path:
         return self.root / "containers" / container_id
 
+    def owner_ids(self, user: str) -> tuple[int, int]:
+        """The host uid and gid that own a container's work dir and disks: the job user's, except that
+        root in a user namespace is ``userns_root`` on the host."""
+        uid, gid = resolve_user(user)
+        if self.userns_root is not None and uid == 0:
+            return self.userns_root, self.userns_root
+        return uid, gid
+
+    def _inside(self, host_id: int) -> int:
+        return 0 if self.userns_root is not None and host_id == self.userns_root else host_id
+
     def spec_for(self, record: ContainerRecord) -> ContainerSpec:
         req = record.parsed()
         cdir = self.container_dir(req.id)
+        uid, gid = self._inside(record.uid), self._inside(record.gid)  # as seen inside the container
         env = {"GALAXY_CONTAINER_ID": req.id, "GALAXY_GROUP": req.group, "GALAXY_AGENT": self.agent_id,
                "GALAXY_HOST_ADDRESS": self.address,
-               "GALAXY_USER": req.user, "GALAXY_UID": str(record.uid), "GALAXY_GID": str(record.gid),
+               "GALAXY_USER": req.user, "GALAXY_UID": str(uid), "GALAXY_GID": str(gid),
                "GALAXY_CPU": f"{req.cpu:g}", "GALAXY_MEMORY": str(req.memory),
                **{f"GALAXY_PORT_{name.upper().replace('-', '_')}": str(port)
                   for name, port in record.ports.items()},
-               **req.env, **self.master_hint}
+               **seed_to_token(req.env, req.id), **self.master_hint}
         mounts = [BindMount(d.mount_point, d.path, False) for d in record.disks]
         mounts += [BindMount(m.host, m.path, m.readonly) for m in req.mounts]
         return ContainerSpec(
@@ -120,8 +144,10 @@ class ContainerManager:
                                 pids_max=req.pids),
             argv=local_interpreter(list(req.argv)), env=env, state_dir=str(cdir), work_dir=str(cdir / "work"),
             mounts=mounts, system_mounts=self.system_mounts,
-            run_as=None if req.init_as_root else (record.uid, record.gid),
-            hostname=req.id,
+            run_as=None if req.init_as_root else (uid, gid),
+            hostname=req.id, capabilities=tuple(req.capabilities), hidden=self.hidden,
+            userns=None if self.userns_root is None else UserNamespace(
+                root_uid=self.userns_root, root_gid=self.userns_root, uid=uid, gid=gid),
         )
 
     # -- start-up ------------------------------------------------------------------------------
@@ -161,6 +187,7 @@ class ContainerManager:
         for disk in record.disks:
             ensure_disk(disk.image, disk.size, disk.mount_point,
                         medium="tmpfs" if disk.image is None else "ext4", uid=record.uid, gid=record.gid)
+        self._ensure_work(record, str(self.container_dir(req.id) / "work"))
         if record.state == "running":
             proc = adopt(self.spec_for(record), self.driver)
             if proc is not None and proc.alive():
@@ -207,7 +234,7 @@ class ContainerManager:
                 self._busy.discard(req.id)
 
     def _create(self, req: ContainerRequest) -> dict[str, Any]:
-        uid, gid = resolve_user(req.user)
+        uid, gid = self.owner_ids(req.user)
         self.ledger.reserve(req.id, req.cpu, req.memory)
         record = ContainerRecord(request=req.to_wire(), uid=uid, gid=gid, created_at=time.time())
         try:
@@ -225,12 +252,13 @@ class ContainerManager:
                 record.disks.append(DiskRecord(placement.index, ask.medium, ask.size, ask.path,
                                                placement.host_disk.path if placement.host_disk else None,
                                                image, str(cdir / "disks" / str(placement.index))))
+            record.work_disk = self.settings.work_disk
             self.store.save(record)  # from here on a crash leaves a `creating` record to undo
             for disk in record.disks:
                 ensure_disk(disk.image, disk.size, disk.mount_point,
                             medium="tmpfs" if disk.image is None else "ext4", uid=uid, gid=gid)
             spec = self.spec_for(record)
-            Path(spec.work_dir).mkdir(parents=True, exist_ok=True)
+            self._ensure_work(record, spec.work_dir)
             os.chown(spec.work_dir, uid, gid)  # the service writes its deploy and logs there
             proc = launch(spec, self.driver, self.zygote)
         except BaseException:
@@ -244,6 +272,19 @@ class ContainerManager:
         # No on_change here: the create's answer tells ResMan the container runs, and an event saying
         # the same doubled ResMan's messages in a burst. Every later change (exit, destroy) is reported.
         return self.describe(req.id)
+
+    def _work_image(self, container_id: str) -> str:
+        return str(self.container_dir(container_id) / "work.img")
+
+    def _ensure_work(self, record: ContainerRecord, work_dir: str) -> None:
+        """/galaxy/work: an ext4 image of ``record.work_disk`` bytes, so a service that fills it gets
+        ENOSPC and the host's filesystem keeps its space (the image is sparse: it takes what is
+        written); a plain directory for records made before work disks existed."""
+        if record.work_disk:
+            ensure_disk(self._work_image(record.id), record.work_disk, work_dir, medium="ext4",
+                        uid=record.uid, gid=record.gid)
+        else:
+            Path(work_dir).mkdir(parents=True, exist_ok=True)
 
     def destroy(self, container_id: str) -> bool:
         """True when something was destroyed, False when there was nothing (idempotent)."""
@@ -281,10 +322,16 @@ class ContainerManager:
                 release_disk(disk.image, disk.mount_point)
             except (GalaxyError, OSError) as err:
                 errors.append(str(err))
+        if record.work_disk:
+            try:
+                release_disk(self._work_image(record.id), str(self.container_dir(record.id) / "work"))
+            except (GalaxyError, OSError) as err:
+                errors.append(str(err))
         self.ports.release(record.id)
         self.disks.free(record.id)
         self.ledger.release(record.id)
-        shutil.rmtree(self.container_dir(record.id), ignore_errors=True)
+        if not errors:  # never through a disk that is still mounted: it would empty it, not remove it
+            shutil.rmtree(self.container_dir(record.id), ignore_errors=True)
         if errors:  # keep the record so the next start tries again, and say why
             log.error("container %s not fully removed: %s", record.id, "; ".join(errors))
             record.state = "destroying"

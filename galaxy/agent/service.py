@@ -4,11 +4,20 @@ The Agent dials ResMan (never the other way round), with its id as the DEALER id
 reaches every host through the single ROUTER it already has. On every (re)connection — a new leader,
 or the same one back — the Agent registers again with its host facts and containers, which is how a
 new leader learns what exists without restarting anything.
+
+Every create is checked against the policy of the pool this host is in (galaxy.tenancy.policy,
+followed from ZooKeeper), whatever the AppMaster checked before: the service's user (root only for
+the owners the policy names), each host path bound (after symlinks too) and each capability. The
+policy's ``file://`` package directories are then added to the request as read-only mounts at the
+same paths, so the AppWorker inside can read the packages the policy allows, and nothing else of the
+host's package stores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -18,9 +27,13 @@ from galaxy.agent.containers import ContainerManager
 from galaxy.coord import LeaderInfo, Paths, connect, watch_leader
 from galaxy.daemon.config import DaemonConfig
 from galaxy.daemon.keys import TrustedKeys
-from galaxy.errors import GalaxyError, InvalidInput
+from galaxy.errors import GalaxyError, InvalidInput, Unreachable
+from galaxy.isolate import RESERVED_INSIDE, resolve_user
 from galaxy.mesh import Client, Keypair, Request
 from galaxy.protocol import AgentMethods, ContainerRequest, ResManApi
+from galaxy.protocol.container import MountAsk
+from galaxy.tenancy import HostPolicy, PoolPolicy, check_container
+from galaxy.tenancy.policy import at_or_below
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +41,7 @@ log = logging.getLogger(__name__)
 # its shim to report, so more than ResMan's `creates_per_host` (4) in flight keeps the host busy and
 # leaves a thread for a listing or a destroy meanwhile.
 CREATE_WORKERS = 8
+POLICY_WAIT = 10.0     # a create waits this long for the pool policy's first read from ZooKeeper
 
 
 class AgentDaemon:
@@ -42,6 +56,7 @@ class AgentDaemon:
         self._leader: LeaderInfo | None = None
         self._lock = threading.Lock()
         self._batch_pool = ThreadPoolExecutor(CREATE_WORKERS, thread_name_prefix="galaxy-create")
+        self.policy: HostPolicy | None = None     # set by run() once ZooKeeper is connected
 
     # -- mesh ----------------------------------------------------------------------------------
     def _make_client(self, leader: LeaderInfo) -> Client:
@@ -126,14 +141,27 @@ class AgentDaemon:
         return self.facts(known if isinstance(known, str) else None)
 
     def _create(self, req: Request) -> dict[str, Any]:
-        return self.manager.create(ContainerRequest.from_wire(req.body))
+        return self.manager.create(self.admit(ContainerRequest.from_wire(req.body)))
 
     def _create_many(self, req: Request) -> dict[str, Any]:
         """A batch's creates run side by side on a pool of their own, as single requests would on the
         mesh workers (a create mostly waits for its shim); the batch answers when all have."""
         return AgentMethods.serve_create_many(
-            req.body, lambda body: self.manager.create(ContainerRequest.from_wire(body)),
+            req.body, lambda body: self.manager.create(self.admit(ContainerRequest.from_wire(body))),
             map_items=self._batch_pool.map)
+
+    def admit(self, req: ContainerRequest) -> ContainerRequest:
+        """``req`` checked against this host's pool policy (PermissionDenied naming the field), with the
+        policy's package directories added as read-only mounts."""
+        if self.policy is None:
+            raise Unreachable("the Agent is not connected to ZooKeeper yet: no pool policy to check against")
+        pool, policy = self.policy.current(POLICY_WAIT)
+        uid, gid = resolve_user(req.user)
+        check_container(pool, policy, owner=req.owner, user=req.user, uid=uid, gid=gid,
+                        mounts=[(m.host, not m.readonly) for m in req.mounts], capabilities=req.capabilities,
+                        resolve=os.path.realpath)
+        extra = package_mounts(policy, req)
+        return dataclasses.replace(req, mounts=req.mounts + extra) if extra else req
 
     def _destroy(self, req: Request) -> dict[str, Any]:
         body = req.body if isinstance(req.body, dict) else {}
@@ -154,6 +182,7 @@ class AgentDaemon:
     def run(self) -> None:
         self.manager.start()
         zk = connect(self.config.zookeeper, session_timeout=self.config.session_timeout)
+        policy = self.policy = HostPolicy(zk, self.paths, self.config.id, self.config.agent.pool).start()
         watch = watch_leader(zk, self.paths, "resman", self._on_leader)
         master_watch = watch_leader(zk, self.paths, "appmaster", self._on_master)
         try:
@@ -165,6 +194,7 @@ class AgentDaemon:
         finally:
             master_watch.cancel()
             watch.cancel()
+            policy.close()
             if self._client is not None:
                 self._client.close()
             self._batch_pool.shutdown(wait=True)
@@ -174,6 +204,24 @@ class AgentDaemon:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+def package_mounts(policy: PoolPolicy, req: ContainerRequest) -> tuple[MountAsk, ...]:
+    """The policy's ``file://`` package directories as read-only mounts at the same path: those that
+    exist on this host, are not where Galaxy mounts its own (``/tmp``, ``/proc``, ``/dev``, the work dir)
+    and do not nest with a disk or mount the job has (one would hide the other)."""
+    taken = [d.path for d in req.disks] + [m.path for m in req.mounts]
+    out = []
+    for directory in policy.file_dirs():
+        if any(at_or_below(directory, t) or at_or_below(t, directory) for t in taken):
+            log.info("%s: package directory %s not bound: the job has a disk or mount there", req.id, directory)
+            continue
+        if not os.path.isdir(directory) or any(at_or_below(directory, r) for r in (*RESERVED_INSIDE, "/galaxy")):
+            log.info("%s: package directory %s not bound: not a directory here, or a path Galaxy makes "
+                     "inside every container", req.id, directory)
+            continue
+        out.append(MountAsk(directory, directory, True))
+    return tuple(out)
 
 
 def run_agent(config: DaemonConfig) -> None:

@@ -37,6 +37,7 @@ class ContainerRecord:
     gid: int = 65534
     created_at: float = 0.0
     exit: dict[str, Any] | None = None
+    work_disk: int = 0          # bytes of the ext4 image under /galaxy/work; 0: a plain dir (older records)
 
     @property
     def id(self) -> str:
@@ -57,7 +58,8 @@ class ContainerRecord:
 class ContainerStore:
     def __init__(self, state_dir: str) -> None:
         self.dir = Path(state_dir) / "records"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)  # records hold each job's worker secret: root's alone, also on upgrade
 
     def _path(self, container_id: str) -> Path:
         return self.dir / f"{container_id}.json"
@@ -65,7 +67,7 @@ class ContainerStore:
     def save(self, record: ContainerRecord) -> None:
         final = self._path(record.id)
         tmp = final.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
             json.dump(record.to_json(), fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -14,6 +14,7 @@ from typing import Any
 
 from galaxy.appmaster.rollout import Rollout
 from galaxy.errors import Conflict
+from galaxy.protocol.podtoken import new_pod_seed
 from galaxy.spec import JobSpec, parse_job
 
 JOBS_KIND = "jobs"
@@ -21,7 +22,7 @@ MAX_VERSIONS = 20          # oldest versions beyond this are dropped (never the 
 
 # What differs between two specs decides how an update is rolled out: a program (or env) change is
 # done in place by the workers; anything the container is made of needs new containers from ResMan.
-_CONTAINER_FIELDS = ("resources", "user", "pool", "max_per_host")
+_CONTAINER_FIELDS = ("resources", "user", "pool", "max_per_host", "capabilities")
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Job:
     next_version: int = 2
     worker_public: str = ""
     worker_secret: str = ""
+    pod_seed: str = ""                         # hex; the Agent derives each pod's token from it (podtoken)
     rollout: Rollout | None = None
     reason: str = ""
     removing: bool = False                     # remove in progress: the group is being given back
@@ -93,6 +95,7 @@ class Job:
         return {"name": self.name, "owner": self.owner, "version": self.version, "versions": self.versions,
                 "state": self.state, "replicas": self.replicas, "next_version": self.next_version,
                 "worker_public": self.worker_public, "worker_secret": self.worker_secret,
+                "pod_seed": self.pod_seed,
                 "rollout": self.rollout.to_dict() if self.rollout else None, "reason": self.reason,
                 "removing": self.removing, "extra": self.extra, "created_at": self.created_at, "updated_at": self.updated_at}
 
@@ -103,6 +106,7 @@ class Job:
                    versions={str(k): v for k, v in data["versions"].items()}, state=data.get("state", "PENDING"),
                    replicas=int(data.get("replicas", 1)), next_version=int(data.get("next_version", 2)),
                    worker_public=data.get("worker_public", ""), worker_secret=data.get("worker_secret", ""),
+                   pod_seed=data.get("pod_seed", ""),
                    rollout=Rollout.from_dict(rollout) if rollout else None, reason=data.get("reason", ""),
                    removing=bool(data.get("removing", False)), extra=dict(data.get("extra") or {}), created_at=float(data.get("created_at", 0.0)),
                    updated_at=float(data.get("updated_at", 0.0)))
@@ -111,7 +115,8 @@ class Job:
 def new_job(spec: JobSpec, owner: str, worker_public: str, worker_secret: str, now: float | None = None) -> Job:
     now = time.time() if now is None else now
     return Job(name=spec.name, owner=owner, version="1", versions={"1": spec.to_dict()}, replicas=spec.replicas,
-               worker_public=worker_public, worker_secret=worker_secret, created_at=now, updated_at=now,
+               worker_public=worker_public, worker_secret=worker_secret, pod_seed=new_pod_seed(),
+               created_at=now, updated_at=now,
                _parsed={"1": spec})
 
 

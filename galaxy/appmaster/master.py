@@ -26,6 +26,7 @@ from galaxy.appmaster.writer import StateWriter
 from galaxy.coord import Naming, Paths, StateStore
 from galaxy.errors import GalaxyError, NotFound
 from galaxy.mesh import KeyRing, Request
+from galaxy.protocol import podtoken
 from galaxy.protocol.pod import PodCommand, PodReport
 from galaxy.spec import JobSpec
 from galaxy.trace import Tracer
@@ -148,11 +149,16 @@ class Master:
 
     # ---- the pull path (mesh I/O thread: memory only) --------------------------------------------
     def handle_report(self, req: Request) -> dict[str, Any]:
-        report = PodReport.from_wire(req.body)
+        body = req.body
+        if isinstance(body, dict) and podtoken.TOKEN_FIELD in body:  # checked below, not part of a report
+            body = {k: v for k, v in body.items() if k != podtoken.TOKEN_FIELD}
+        report = PodReport.from_wire(body)
         workerkeys.check_worker(req, report.job, report.pod)
         now = time.time()
         with self.lock:
             job = self.jobs.get(report.job)
+            if job is not None:
+                workerkeys.check_pod_token(req, job.pod_seed, report.pod)
             if job is None or job.removing:
                 return PodCommand("stop", reason="the job is being removed").to_wire()
             row = self.pods.get(report.pod)
@@ -250,6 +256,8 @@ class Master:
             if row is None:
                 raise NotFound(f"no pod {pod!r}", field="pod")
             workerkeys.check_worker(req, row.job, row.pod)
+            job = self.jobs.get(row.job)
+            workerkeys.check_pod_token(req, job.pod_seed if job is not None else "", row.pod)
             code = body.get("exit_code")
             self._exec_results[row.pod] = {
                 "exec_id": str(body.get("exec_id", "")),
@@ -264,8 +272,12 @@ class Master:
         """`group.create` body: the job's container template, with the AppWorker as PID 1."""
         spec = spec or job.spec()
         res = spec.resources
-        env = {**spec.env, "GALAXY_ZOOKEEPER": self.zookeeper_hosts, "GALAXY_CLUSTER": self.paths.cluster,
+        # The job's own env reaches the service with each command (program.env), never PID 1's environ:
+        # a tenant's LD_PRELOAD or PYTHONPATH must not load code into the AppWorker, which holds caps.
+        env = {"GALAXY_ZOOKEEPER": self.zookeeper_hosts, "GALAXY_CLUSTER": self.paths.cluster,
                "GALAXY_WORKER_KEY": job.worker_secret, "GALAXY_WORKER_PUB": job.worker_public}
+        if job.pod_seed:  # the Agent turns it into the pod's own token (galaxy/protocol/podtoken.py)
+            env[podtoken.SEED_VAR] = job.pod_seed
         return {"group": job.name, "owner": job.owner, "pool": spec.pool, "replicas": job.replicas,
                 "priority": spec.type, "max_per_host": spec.max_per_host, "labels": list(res.labels),
                 "update_step": spec.update.pods_per_step(job.replicas),
@@ -274,6 +286,7 @@ class Master:
                               "disks": [d.to_dict() for d in res.disks],
                               "ports": [p.to_dict() for p in res.ports],
                               "mounts": [m.to_dict() for m in res.mounts],
+                              "capabilities": list(spec.capabilities),
                               "argv": list(self.worker_argv), "env": env}}
 
     # ---- reconcile -------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""The user's verbs on jobs: each is authorised and quota-checked, records its decision in ZooKeeper
-first, then acts on ResMan.
+"""The user's verbs on jobs: each is authorised, policy- and quota-checked, records its decision in
+ZooKeeper first, then acts on ResMan.
 
-Every verb checks the caller's authority (galaxy.appmaster.authority) and, when it can grow a job, the
-owner's quota (galaxy.appmaster.quotas) under the master's lock *before* it changes anything, so a
-refusal writes nothing and asks nothing of ResMan. It then changes the in-memory job under the same
+Every verb checks the caller's authority (galaxy.appmaster.authority), the job against its pool's
+policy when the spec changes or new containers are asked for (galaxy.tenancy.policy: root, host
+paths, packages, capabilities) and, when it can grow a job, the owner's quota
+(galaxy.appmaster.quotas) under the master's lock *before* it changes anything, so a refusal writes
+nothing and asks nothing of ResMan. It then changes the in-memory job under the same
 lock, waits for the writer to commit it (fenced: a deposed leader's verb fails with NotLeader and
 nothing happened), and only then asks ResMan to do anything, so a new leader always finds at least
 what the old one had started.
@@ -22,7 +24,16 @@ from galaxy.appmaster.master import Master
 from galaxy.appmaster.rollout import Rollout
 from galaxy.errors import Conflict, GalaxyError, InvalidInput, NotFound, RetryableError
 from galaxy.spec import JobSpec, parse_job
-from galaxy.tenancy import JOB_CREATE, JOB_DELETE, JOB_UPDATE, Directory, Principal, job_demand, require
+from galaxy.tenancy import (
+    JOB_CREATE,
+    JOB_DELETE,
+    JOB_UPDATE,
+    Directory,
+    Principal,
+    check_policy,
+    job_demand,
+    require,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +54,7 @@ class Operations:
             self._declared(spec.pool)
             if spec.name in self.m.jobs:
                 raise Conflict(f"job {spec.name!r} exists; use update", field="name")
+            self._allowed(spec, who.name)
             quotas.check(self.directory, self.m.jobs.values(), who.name, job_demand(spec))
             job = new_job(spec, who.name, keys.public, keys.secret)
             self.m.jobs[spec.name] = job
@@ -60,6 +72,11 @@ class Operations:
             self._drop(job)
             raise
         return {"job": job.name, "version": job.version, "state": job.state}
+
+    def _allowed(self, spec: JobSpec, owner: str) -> None:
+        """PermissionDenied naming the field and the rule if `spec` asks what its pool's policy does not
+        allow (run as root, bind a host path, fetch a package, add a capability)."""
+        check_policy(spec.pool, self.directory.policy(spec.pool), spec, owner)
 
     def _declared(self, pool: str) -> None:
         if not self.directory.has_pool(pool):
@@ -92,6 +109,7 @@ class Operations:
             if new.pool != old.pool:    # moving to another pool is creating there
                 require(who, JOB_CREATE, new.pool)
                 self._declared(new.pool)
+            self._allowed(new, job.owner)
             recreate = needs_new_containers(old, new)
             after = job_demand(new, new.replicas, also=old if recreate else None)
             quotas.check(self.directory, self.m.jobs.values(), job.owner, after - quotas.holding(job))
@@ -171,6 +189,7 @@ class Operations:
                                   pause_between=spec.update.pause_between, max_failures=spec.update.max_failures,
                                   started_at=now)
             target = job.spec(rollout.target)
+            self._allowed(target, job.owner)     # the policy may have narrowed since that version ran
             recreate = needs_new_containers(current, target)
             after = job_demand(target, job.replicas, also=current if recreate else None)
             quotas.check(self.directory, self.m.jobs.values(), job.owner, after - quotas.holding(job))
@@ -189,6 +208,8 @@ class Operations:
     def scale(self, who: Principal, name: str, replicas: int) -> dict[str, Any]:
         with self.m.lock:
             job = self.mutable(who, name, JOB_UPDATE)
+            if replicas > job.replicas:      # new containers: the Agents would refuse what the policy does not allow
+                self._allowed(job.spec(), job.owner)
             asked = quotas.holding(job, replicas) - quotas.holding(job)
             quotas.check(self.directory, self.m.jobs.values(), job.owner, asked)
             job.replicas = replicas

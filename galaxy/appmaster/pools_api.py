@@ -1,4 +1,5 @@
-"""Pools as the AppMaster leader serves them: `pool.create`, `pool.list`, `pool.delete`.
+"""Pools as the AppMaster leader serves them: `pool.create`, `pool.list`, `pool.delete`, and each
+pool's policy: `pool.policy.show`, `pool.policy.set` (galaxy.tenancy.policy).
 
 A pool is declared by a record `state/pools/<name>` — written here by an administrator, or by ResMan
 when an Agent registers in a pool nobody declared (as Nomad does). `default` always exists, record or
@@ -7,7 +8,13 @@ not. Hosts live in ResMan, jobs here, so a listing merges three sources: the dec
 
 Deleting a pool is refused while any host or job is in it. The job count and the delete happen under
 the master's lock, the same lock a submit holds while it checks that its pool is declared, so a job
-cannot slip into a pool as it goes.
+cannot slip into a pool as it goes. The pool's policy goes with it.
+
+A policy is set by administrators only — it decides what the pool's hosts give up to jobs (root, host
+directories, capabilities), which is the cluster's call, not a pool's host.admin's — and replaced
+whole by each `pool.policy.set`: one fenced write of `state/policies/<pool>`, applied to this
+daemon's Directory before the answer, so the next submit here is checked against it. Anyone with a
+grant on the pool may read it (they need to know what their jobs may ask).
 """
 
 from __future__ import annotations
@@ -18,10 +25,20 @@ from typing import Any
 
 from galaxy.appmaster.authority import caller
 from galaxy.appmaster.master import Master
-from galaxy.errors import Conflict, InvalidInput, NotFound, RetryableError
+from galaxy.errors import Conflict, InvalidInput, NotFound, PermissionDenied, RetryableError
 from galaxy.mesh import Request, Server
 from galaxy.protocol.tenancy import TenancyApi
-from galaxy.tenancy import DEFAULT_POOL, POOLS, Directory, Principal, check_pool_name, require_admin
+from galaxy.tenancy import (
+    DEFAULT_POOL,
+    POLICIES,
+    POOLS,
+    Directory,
+    PoolPolicy,
+    Principal,
+    check_pool_name,
+    require_admin,
+)
+from galaxy.tenancy.policy import policy_record, policy_reply
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +54,8 @@ class PoolRoutes:
     def register(self, server: Server) -> None:
         api = TenancyApi
         for method, fn in {api.POOL_CREATE: self.create, api.POOL_LIST: self.listing,
-                           api.POOL_DELETE: self.delete}.items():
+                           api.POOL_DELETE: self.delete, api.POOL_POLICY_SHOW: self.policy_show,
+                           api.POOL_POLICY_SET: self.policy_set}.items():
             server.route(method, fn, blocking=True)
 
     def create(self, req: Request) -> dict[str, Any]:
@@ -75,9 +93,40 @@ class PoolRoutes:
             if hosts or jobs:
                 raise Conflict(f"pool {pool!r} still holds {hosts} host(s) and {jobs} job(s); move or remove "
                                "them first", field="pool", details={"pool": pool, "hosts": hosts, "jobs": jobs})
-            self.m.store.delete(POOLS, pool)
+            with self.m.store.batch() as batch:      # one write: no policy outlives its pool
+                batch.delete(POOLS, pool)
+                batch.delete(POLICIES, pool)
             self.directory.drop_pool(pool)
         return {"pool": pool, "deleted": True}
+
+    # ---- policy ------------------------------------------------------------------------------------
+    def policy_show(self, req: Request) -> dict[str, Any]:
+        """The pool's policy; for administrators and anyone holding a grant on the pool."""
+        who = caller(self.directory, req)
+        pool = check_pool_name(_body(req).get("pool"))
+        if not who.is_admin and (who.user is None or pool not in who.user.grants):
+            raise PermissionDenied(f"user {who.name!r} holds no grant on pool {pool!r}", field="pool")
+        self._need_declared(pool)
+        return policy_reply(pool, self.m.store.get(POLICIES, pool))
+
+    def policy_set(self, req: Request) -> dict[str, Any]:
+        """Replace the pool's policy whole (every rule not given is empty: allows nothing)."""
+        who = caller(self.directory, req)
+        require_admin(who, "setting a pool policy")
+        body = _body(req)
+        pool = check_pool_name(body.get("pool"))
+        policy = PoolPolicy.from_dict(body.get("policy") or {})
+        record = policy_record(pool, policy, who.name, time.time())
+        with self.m.lock:             # the lock a pool delete holds: no policy outlives its pool
+            self._need_declared(pool)
+            self.m.store.put(POLICIES, pool, record)
+            self.directory.apply_policy(pool, policy)
+        return policy_reply(pool, record)
+
+    def _need_declared(self, pool: str) -> None:
+        if pool != DEFAULT_POOL and self.m.store.get(POOLS, pool) is None:
+            raise NotFound(f"pool {pool!r} is not declared (an administrator declares it with pool.create)",
+                           field="pool")
 
     # ---- the merged view ---------------------------------------------------------------------------
     def _rows(self, who: Principal) -> list[dict[str, Any]]:
@@ -113,6 +162,13 @@ class PoolRoutes:
             if isinstance(host, dict) and isinstance(host.get("pool"), str):
                 counts[host["pool"]] = counts.get(host["pool"], 0) + 1
         return counts
+
+
+def _body(req: Request) -> dict[str, Any]:
+    body = req.body if req.body is not None else {}
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a mapping", field="body")
+    return body
 
 
 __all__ = ["PoolRoutes"]

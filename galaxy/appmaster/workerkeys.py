@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from galaxy.errors import PermissionDenied
 from galaxy.mesh import Keypair, KeyRing, Request
+from galaxy.protocol import podtoken
 
 PREFIX = "worker:"
 
@@ -43,6 +44,14 @@ def check_worker(req: Request, job: str, pod: str) -> None:
         raise PermissionDenied(f"key {req.key_name!r} may not report for job {job!r}", field="job")
     if req.peer != pod:
         raise PermissionDenied(f"connection {req.peer!r} may not report for pod {pod!r}", field="pod")
+
+
+def check_pod_token(req: Request, seed: str, pod: str) -> None:
+    """The call must carry `pod`'s own token (galaxy/protocol/podtoken.py). Jobs submitted before pod
+    tokens existed have no seed; their pods are held to the job key and routing name alone."""
+    body = req.body if isinstance(req.body, dict) else {}
+    if seed and not podtoken.token_matches(seed, pod, body.get(podtoken.TOKEN_FIELD)):
+        raise PermissionDenied(f"this worker may not speak for pod {pod!r}", field="pod")
 
 
 def worker_env(job: str, keys: Keypair) -> dict[str, str]:

@@ -8,9 +8,11 @@ Layout under the work dir (``/galaxy/work`` in a container)::
     data/<D>/                data packages (reload)
     log/                     the rotating logs (the worker's, not the service's to replace)
 
-The worker may be root while it unpacks, so everything from the package is treated as hostile: members
-that escape the target (absolute paths, ``..``, links pointing out, devices) are refused, and the
-result is handed to the service user before its deploy command runs.
+The worker may be root, so it never reads a package itself: it makes ``versions/<V>`` (or
+``data/<D>``) empty and the service user's, and a child that runs as that user fetches, checks and
+unpacks the package there (``galaxy/appworker/package.py``). What the worker itself does in a
+directory the user owns (remove it, write and read the marker) goes through directory file
+descriptors and ``O_NOFOLLOW``, so a link the service plants cannot aim it elsewhere.
 """
 
 from __future__ import annotations
@@ -18,19 +20,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import stat
-import urllib.parse
-from pathlib import Path, PurePosixPath
+import sys
+from pathlib import Path
 
+from galaxy.appworker import package as _package
 from galaxy.appworker.exec import run_command
 from galaxy.appworker.program import DataPlan, ProgramPlan
 from galaxy.appworker.reaper import Reaper, RunAs
+from galaxy.appworker.settings import DEFAULT_PACKAGE_MAX_BYTES, SYSTEM_PATH
 from galaxy.errors import GalaxyError, InvalidInput
 
-MARKER = ".galaxy-deployed"
-FETCH_TIMEOUT = 120.0
+MARKER = _package.MARKER
+FETCH_TIMEOUT = _package.FETCH_TIMEOUT
 COMMAND_TIMEOUT = 600.0
+PACKAGE_CHILD = Path(_package.__file__)
+INTERPRETER = sys.executable or "python3"
+CANNOT_EXECUTE = 126  # sh: the command was found but could not be executed
+# What the package child sees of the worker's environment: how to reach the network, nothing else.
+CHILD_ENV = ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+             "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class DeployError(GalaxyError):
@@ -39,105 +51,24 @@ class DeployError(GalaxyError):
     code = "deploy"
 
 
-def fetch(url: str, dest_dir: Path, *, timeout: float = FETCH_TIMEOUT) -> Path:
-    """Copy the package at ``url`` (``file://``, an absolute path, or ``http(s)://``) into ``dest_dir``."""
-    parsed = urllib.parse.urlparse(url)
-    name = PurePosixPath(urllib.parse.unquote(parsed.path)).name or "package"
-    if name in (".", "..") or name == MARKER:
-        name = "package"
-    target = dest_dir / name
-    if parsed.scheme in ("", "file"):
-        source = Path(urllib.parse.unquote(parsed.path))
-        if not source.is_absolute():
-            raise DeployError(f"package {url!r}: a file package needs an absolute path")
-        try:
-            shutil.copyfile(source, target)
-        except OSError as err:
-            raise DeployError(f"cannot read package {url}: {err.strerror or err}") from None
-    elif parsed.scheme in ("http", "https"):
-        # Imported here, not at the top: http.client + email cost every worker ~15 ms of start-up,
-        # and most programs have no http package.
-        from urllib.error import URLError
-        from urllib.request import urlopen
-
-        try:
-            with urlopen(url, timeout=timeout) as reply, open(target, "wb") as out:
-                shutil.copyfileobj(reply, out, 1 << 20)
-        except (URLError, OSError, ValueError) as err:
-            raise DeployError(f"cannot fetch package {url}: {getattr(err, 'reason', err)}") from None
-    else:
-        raise DeployError(f"package {url!r}: unsupported scheme {parsed.scheme!r} (file, http, https)")
-    return target
-
-
-def unpack(archive: Path, dest: Path) -> bool:
-    """Unpack a tar (any compression) or zip archive into ``dest``, judged by content; False if the
-    file is no archive (it stays as it is: a single binary, a script).
-
-    tarfile and zipfile are imported only here: most programs ship no package, and every worker on
-    a host pays its imports in CPU time, under its container's CPU quota."""
-    import tarfile
-    import zipfile
-
-    if zipfile.is_zipfile(archive):
-        _unzip(archive, dest)
-        return True
-    if tarfile.is_tarfile(archive):
-        _untar(archive, dest)
-        return True
-    return False
-
-
-def _untar(archive: Path, dest: Path) -> None:
-    import tarfile
-
-    root = dest.resolve()
+def fetch(url: str, dest_dir: Path, *, sha256: str | None = None, max_bytes: int = DEFAULT_PACKAGE_MAX_BYTES,
+          timeout: float = FETCH_TIMEOUT) -> Path:
+    """Copy the package at ``url`` into ``dest_dir``, in this process and with its rights (for tests
+    and tools: the worker runs the same code in the package child, as the service user)."""
     try:
-        with tarfile.open(archive) as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member.name, root)
-                if member.issym() or member.islnk():
-                    link = member.linkname
-                    base = (root / member.name).parent if member.issym() else root
-                    _check_inside((base / link) if not os.path.isabs(link) else Path(link), root, member.name)
-                elif not (member.isfile() or member.isdir()):
-                    raise DeployError(f"package member {member.name!r}: only files, dirs and links allowed")
-            tar.extractall(dest, members=members, filter="data")
-    except (tarfile.TarError, OSError) as err:
-        raise DeployError(f"cannot unpack {archive.name}: {err}") from None
+        return _package.fetch(url, dest_dir, max_bytes=max_bytes, sha256=sha256, timeout=timeout)
+    except _package.PackageError as err:
+        raise DeployError(f"package {url}: {err}") from None
 
 
-def _unzip(archive: Path, dest: Path) -> None:
-    import zipfile
-
-    root = dest.resolve()
+def unpack(archive: Path, dest: Path, *, max_bytes: int = DEFAULT_PACKAGE_MAX_BYTES * _package.UNPACK_FACTOR
+           ) -> bool:
+    """Unpack a tar (any compression) or zip archive into ``dest``, judged by content; False if it is
+    no archive. In this process, like :func:`fetch`."""
     try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                _check_member(info.filename, root)
-                mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode):
-                    raise DeployError(f"package member {info.filename!r}: links in zip files are refused")
-            for info in zf.infolist():
-                zf.extract(info, dest)
-                mode = (info.external_attr >> 16) & 0o755
-                if mode and not info.is_dir():
-                    os.chmod(dest / info.filename, mode | 0o600)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise DeployError(f"cannot unpack {archive.name}: {err}") from None
-
-
-def _check_member(name: str, root: Path) -> None:
-    if not name or name.startswith("/") or "\0" in name:
-        raise DeployError(f"package member {name!r} escapes the version directory")
-    _check_inside(root / name, root, name)
-
-
-def _check_inside(path: Path, root: Path, name: str) -> None:
-    resolved = Path(os.path.normpath(path))
-    if resolved != root and root not in resolved.parents:
-        raise DeployError(f"package member {name!r} escapes the version directory")
+        return _package.unpack(archive, dest, max_bytes=max_bytes)
+    except _package.PackageError as err:
+        raise DeployError(f"package {archive.name}: {err}") from None
 
 
 def fingerprint(program: dict[str, object]) -> str:
@@ -145,13 +76,18 @@ def fingerprint(program: dict[str, object]) -> str:
 
 
 class Workspace:
-    """The work dir: where versions, data and logs live, and who owns them."""
+    """The work dir: where versions, data and logs live, and who owns them.
 
-    def __init__(self, root: Path, uid: int, gid: int, keep_versions: int = 3) -> None:
+    ``versions/``, ``data/`` and ``log/`` are the worker's; each ``versions/<V>`` and ``data/<D>`` is
+    the service user's, filled by the package child with the user's rights."""
+
+    def __init__(self, root: Path, uid: int, gid: int, keep_versions: int = 3, *,
+                 package_max_bytes: int = DEFAULT_PACKAGE_MAX_BYTES) -> None:
         self.root = root
         self.uid = uid
         self.gid = gid
         self.keep_versions = max(2, keep_versions)
+        self.package_max_bytes = package_max_bytes
 
     def ensure(self) -> None:
         """Make versions/, data/ and log/ as real directories owned by the worker (not links the
@@ -171,58 +107,119 @@ class Workspace:
         return self.root / "data" / version
 
     def is_deployed(self, version: str, program: dict[str, object]) -> bool:
-        marker = self.version_dir(version) / MARKER
+        """The marker says this exact program. Read without following links and at most a line of it:
+        the directory is the user's, who could plant a link to a FIFO or /dev/zero."""
+        want = fingerprint(program)
         try:
-            return marker.read_text() == fingerprint(program)
+            fd = _open_under(self.root, "versions", version, MARKER,
+                             flags=os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             return False
+        try:
+            return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, len(want) + 1) == want.encode()
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     def fresh_dir(self, path: Path) -> Path:
-        """An empty directory at ``path`` (whatever was there is removed), owned by the service user."""
-        self._real_dir(path.parent)
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.exists():
-            shutil.rmtree(path)
-        path.mkdir(mode=0o755)
+        """An empty directory at ``path`` (``versions/<V>`` or ``data/<D>``; whatever was there is
+        removed), owned by the service user. Worked on through the parent's descriptor, so a link
+        planted in the path cannot turn the removal or the chown onto another directory."""
+        if path.parent.parent != self.root:
+            raise ValueError(f"{path} is not a version or data dir of {self.root}")
+        base = self._base(path.parent.name)
+        try:
+            _remove(base, path.name)
+            os.mkdir(path.name, 0o755, dir_fd=base)
+            if os.geteuid() == 0:
+                os.chown(path.name, self.uid, self.gid, dir_fd=base, follow_symlinks=False)
+        finally:
+            os.close(base)
         return path
 
-    def fill(self, path: Path, package: str | None) -> None:
-        """Fetch ``package`` into ``path``, unpack it, and give the tree to the service user."""
-        if package:
-            archive = fetch(package, path)
-            unpack(archive, path)
-        self.chown_tree(path)
+    def fill(self, reaper: Reaper, path: Path, package: str | None, sha256: str | None = None) -> None:
+        """Fetch ``package`` into ``path`` (made by :meth:`fresh_dir`), check and unpack it, all in the
+        package child (``galaxy/appworker/package.py``) running as the service user. No package, no
+        child: a Python start is paid only when there is something to fetch.
+
+        The child is started as the user, as every child is (``RunAs``: the uid change happens before
+        the exec, with PID 1's capabilities). If the user cannot execute the interpreter (a pyenv
+        under a 0700 /root: ``sh`` says 126), it is started as the worker instead and drops to the
+        user itself before it reads the URL. That needs CAP_SETUID after an exec, which a confined
+        container does not give (SECBIT_NOROOT), but there the interpreter's mounts are reachable."""
+        if not package:
+            return
+        if "\0" in package:
+            raise DeployError(f"package {package!r}: a NUL byte in the URL")
+        argv = [INTERPRETER, "-I", "-S", str(PACKAGE_CHILD), str(self.uid), str(self.gid), package, str(path),
+                sha256 or "-", str(self.package_max_bytes)]
+        command = "exec " + shlex.join(argv)
+        env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", **{k: os.environ[k] for k in CHILD_ENV if k in os.environ}}
+        try:
+            result = run_command(reaper, command, run_as=RunAs(self.uid, self.gid), cwd="/", env=env,
+                                 timeout=COMMAND_TIMEOUT)
+            if result.exit_code == CANNOT_EXECUTE and os.geteuid() == 0:
+                result = run_command(reaper, command, run_as=None, cwd="/", env=env, timeout=COMMAND_TIMEOUT)
+        except GalaxyError as err:  # e.g. an unprivileged worker asked to fetch as another uid
+            raise DeployError(f"package {package}: {err}") from None
+        if result.ok:
+            return
+        lines = result.stderr.strip().splitlines()
+        if result.exit_code == _package.EXIT_REFUSED and lines:
+            raise DeployError(f"package {package}: {lines[-1]}")
+        raise DeployError(f"package {package}: {result.describe('the package child', COMMAND_TIMEOUT)}")
 
     def mark_deployed(self, version: str, program: dict[str, object]) -> None:
-        marker = self.version_dir(version) / MARKER
-        marker.unlink(missing_ok=True)
-        marker.write_text(fingerprint(program))
+        """Write the marker: a new file (never an existing one, nor a link) renamed over the old."""
+        vdir = _open_under(self.root, "versions", version)
+        temp = MARKER + ".new"
+        try:
+            _remove(vdir, temp)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=vdir)
+            with open(fd, "w") as out:
+                out.write(fingerprint(program))
+            os.replace(temp, MARKER, src_dir_fd=vdir, dst_dir_fd=vdir)
+        finally:
+            os.close(vdir)
 
     def prune(self, keep: set[str]) -> list[str]:
         """Remove the oldest version dirs beyond ``keep_versions``, never one named in ``keep``."""
-        base = self.root / "versions"
-        dirs = sorted((p for p in base.iterdir() if p.is_dir() and not p.is_symlink()),
-                      key=lambda p: p.stat().st_mtime, reverse=True)
-        removed: list[str] = []
-        others_allowed = max(0, self.keep_versions - len(keep))
-        for path in dirs:
-            if path.name in keep:
-                continue
-            if others_allowed > 0:
-                others_allowed -= 1
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path.name)
-        return removed
+        base = self._base("versions")
+        try:
+            with os.scandir(base) as entries:
+                dirs = sorted(((e.stat(follow_symlinks=False).st_mtime, e.name) for e in entries
+                               if e.is_dir(follow_symlinks=False)), reverse=True)
+            removed: list[str] = []
+            others_allowed = max(0, self.keep_versions - len(keep))
+            for _mtime, name in dirs:
+                if name in keep:
+                    continue
+                if others_allowed > 0:
+                    others_allowed -= 1
+                    continue
+                shutil.rmtree(name, ignore_errors=True, dir_fd=base)
+                removed.append(name)
+            return removed
+        finally:
+            os.close(base)
 
-    def chown_tree(self, path: Path) -> None:
-        if os.geteuid() != 0:
-            return
-        os.lchown(path, self.uid, self.gid)
-        for top, dirs, files in os.walk(path):
-            for name in dirs + files:
-                os.lchown(os.path.join(top, name), self.uid, self.gid)
+    def _base(self, name: str) -> int:
+        """A descriptor of versions/ or data/, made if missing, reached without following a link and
+        refused unless it is the worker's."""
+        if name not in ("versions", "data"):
+            raise ValueError(f"{name!r} is neither versions nor data")
+        parent = self.root / name
+        self._real_dir(parent)
+        try:
+            fd = _open_under(self.root, name)
+        except OSError as err:
+            raise InvalidInput(f"{parent}: {err.strerror or err}; refusing to use it", field="work_dir") from None
+        if os.fstat(fd).st_uid != os.geteuid():
+            os.close(fd)
+            raise InvalidInput(f"{parent} is not the worker's; refusing to use it", field="work_dir")
+        return fd
 
     def _real_dir(self, path: Path) -> None:
         if path.is_symlink():
@@ -232,15 +229,42 @@ class Workspace:
             os.chown(path, 0, 0)
 
 
+def _open_under(root: Path, *names: str, flags: int = _DIR_FLAGS) -> int:
+    """Open ``root/names[0]/…``, no component of ``names`` followed if it is a link (the last one is
+    opened with ``flags``, the others as directories)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for index, name in enumerate(names):
+            nxt = os.open(name, flags if index == len(names) - 1 else _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _remove(dir_fd: int, name: str) -> None:
+    """Remove ``name`` in the directory ``dir_fd``, a tree included; links are removed, not followed."""
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
 def deploy_version(ws: Workspace, reaper: Reaper, run_as: RunAs, plan: ProgramPlan, program: dict[str, object],
                    env: dict[str, str], running: str | None) -> None:
     """Blocking: make ``versions/<V>`` ready to start (a no-op if this exact program is there)."""
     if ws.is_deployed(plan.version, program):
         return
     vdir = ws.fresh_dir(ws.version_dir(plan.version))
-    ws.fill(vdir, plan.package)
+    ws.fill(reaper, vdir, plan.package, plan.sha256)
     if plan.data is not None:
-        ws.fill(ws.fresh_dir(ws.data_dir(plan.version)), plan.data.package)
+        ws.fill(reaper, ws.fresh_dir(ws.data_dir(plan.version)), plan.data.package, plan.data.sha256)
     if plan.deploy:
         result = run_command(reaper, plan.deploy, run_as=run_as, cwd=vdir, env=env, timeout=COMMAND_TIMEOUT)
         if not result.ok:
@@ -255,7 +279,7 @@ def reload_data(ws: Workspace, reaper: Reaper, run_as: RunAs, data: DataPlan, en
     keeps running; the command tells it to re-read, e.g. ``kill -HUP $GALAXY_SERVICE_PID``)."""
     assert data.version is not None
     ddir = ws.fresh_dir(ws.data_dir(data.version))
-    ws.fill(ddir, data.package)
+    ws.fill(reaper, ddir, data.package, data.sha256)
     if data.reload:
         env = dict(env, GALAXY_DATA_DIR=str(ddir), GALAXY_DATA_VERSION=data.version)
         result = run_command(reaper, data.reload, run_as=run_as, cwd=cwd or ddir, env=env, timeout=COMMAND_TIMEOUT)

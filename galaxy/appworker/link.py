@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from galaxy.appworker.settings import WorkerSettings
 from galaxy.errors import GalaxyError, NotFound, NotLeader, Unreachable
 from galaxy.mesh import Client, Keypair
+from galaxy.protocol.podtoken import TOKEN_FIELD
 
 if TYPE_CHECKING:  # kazoo is imported only when the fallback runs: most workers never need it
     from kazoo.client import KazooClient
@@ -81,6 +82,8 @@ class MasterLink:
             client, leader = self._client, self.leader
         if client is None or leader is None:
             raise Unreachable("no AppMaster leader known yet")
+        if self.settings.pod_token and isinstance(body, dict):
+            body = {**body, TOKEN_FIELD: self.settings.pod_token}
         try:
             reply = client.call(method, body, timeout=self.timeout, retries=0)
         except GalaxyError as err:

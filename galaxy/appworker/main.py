@@ -17,6 +17,7 @@ from galaxy.appworker.reaper import Reaper, set_child_subreaper
 from galaxy.appworker.settings import WorkerSettings, take_secrets
 from galaxy.appworker.worker import Worker
 from galaxy.errors import GalaxyError, InvalidInput
+from galaxy.isolate import narrow_inherited_capabilities
 from galaxy.mesh import Keypair
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -24,6 +25,7 @@ FORWARDED = (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def main(argv: list[str] | None = None) -> int:
+    narrow_inherited_capabilities()  # PID 1's own capabilities are not its children's (docs/security.md)
     args = sys.argv[1:] if argv is None else argv
     if not args:
         return run_worker()

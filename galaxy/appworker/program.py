@@ -11,10 +11,12 @@ Like HealthPlan and DataPlan, the restart policy has its own small worker-side t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from galaxy.errors import InvalidInput
+
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class DataPlan:
     package: str
     reload: str | None = None
     version: str | None = None
+    sha256: str | None = None   # 64 lowercase hex digits, checked before the package is unpacked
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class ProgramPlan:
     version: str
     start: str
     package: str | None = None
+    sha256: str | None = None   # of the package: 64 lowercase hex digits, checked before unpacking
     deploy: str | None = None
     stop: str | None = None
     health: HealthPlan | None = None
@@ -80,7 +84,8 @@ class ProgramPlan:
         return cls(
             version=version,
             start=_text(program, "start", required=True) or "",
-            package=_text(program, "package"), deploy=_text(program, "deploy"), stop=_text(program, "stop"),
+            package=_text(program, "package"), sha256=_sha256(program, "program"),
+            deploy=_text(program, "deploy"), stop=_text(program, "stop"),
             health=_health(health) if health else None,
             data=_data(program.get("data"), "program.data") if program.get("data") else None,
             restart=RestartPlan(
@@ -97,7 +102,7 @@ def parse_data(data: Any, version: str | None) -> DataPlan:
     plan = _data(data, "data")
     chosen = plan.version or version
     check_version(chosen, "data.version")
-    return DataPlan(plan.package, plan.reload, chosen)
+    return replace(plan, version=chosen)
 
 
 def check_version(version: Any, field_name: str) -> None:
@@ -149,4 +154,15 @@ def _data(body: Any, where: str) -> DataPlan:
         raise InvalidInput("expected a string", field=f"{where}.reload")
     if version is not None and not isinstance(version, str):
         raise InvalidInput("expected a string", field=f"{where}.version")
-    return DataPlan(body["package"], reload or None, version or None)
+    return DataPlan(body["package"], reload or None, version or None, _sha256(body, where))
+
+
+def _sha256(body: dict[str, Any], where: str) -> str | None:
+    """The package's optional ``sha256``: absent (or empty) is None, anything but 64 lowercase hex
+    digits is refused."""
+    value = body.get("sha256")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) != 64 or not _HEX.issuperset(value):
+        raise InvalidInput("expected 64 lowercase hex digits (the package's sha256)", field=f"{where}.sha256")
+    return value

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from galaxy.errors import InvalidInput
 
-SECRET_VARS = ("GALAXY_WORKER_KEY", "GALAXY_WORKER_PUB")
+SECRET_VARS = ("GALAXY_WORKER_KEY", "GALAXY_WORKER_PUB", "GALAXY_POD_TOKEN")
 # The AppMaster leader the Agent knew when it made the container: a hint that spares the worker a
 # ZooKeeper session (galaxy/appworker/link.py). Worker plumbing, so not passed on to the service.
 MASTER_HINT_VARS = ("GALAXY_MASTER_ENDPOINT", "GALAXY_MASTER_KEY", "GALAXY_MASTER_ID")
@@ -23,6 +23,7 @@ REQUIRED_VARS = ("GALAXY_CONTAINER_ID", "GALAXY_GROUP", "GALAXY_ZOOKEEPER", "GAL
 PORT_PREFIX = "GALAXY_PORT_"
 DEFAULT_WORK_DIR = "/galaxy/work"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_PACKAGE_MAX_BYTES = 2 << 30  # per package, as downloaded; unpacked, 4 × that (package.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +45,7 @@ class WorkerSettings:
     cluster: str = ""
     worker_public: str = ""
     worker_secret: str = ""
+    pod_token: str = ""       # this pod's own credential (galaxy/protocol/podtoken.py), sent with each call
     master_endpoint: str = ""
     master_key: str = ""
     master_identity: str = ""
@@ -53,6 +55,7 @@ class WorkerSettings:
     settle_time: float = 1.0
     stop_grace: float = 10.0
     keep_versions: int = 3
+    package_max_bytes: int = DEFAULT_PACKAGE_MAX_BYTES
 
     def __repr__(self) -> str:  # never print the secret key into a log
         return f"WorkerSettings(pod={self.pod!r}, job={self.job!r}, uid={self.uid}, work_dir={self.work_dir})"
@@ -95,6 +98,7 @@ class WorkerSettings:
             zookeeper=environ.get("GALAXY_ZOOKEEPER", ""), cluster=environ.get("GALAXY_CLUSTER", ""),
             worker_public=environ.get("GALAXY_WORKER_PUB", ""),
             worker_secret=environ.get("GALAXY_WORKER_KEY", ""),
+            pod_token=environ.get("GALAXY_POD_TOKEN", ""),
             master_endpoint=environ.get("GALAXY_MASTER_ENDPOINT", ""),
             master_key=environ.get("GALAXY_MASTER_KEY", ""),
             master_identity=environ.get("GALAXY_MASTER_ID", ""),
@@ -103,6 +107,8 @@ class WorkerSettings:
             start_timeout=_float(environ, "GALAXY_START_TIMEOUT", 60.0, 0.1, 86400.0),
             settle_time=_float(environ, "GALAXY_SETTLE_TIME", 1.0, 0.0, 600.0),
             stop_grace=_float(environ, "GALAXY_STOP_GRACE", 10.0, 0.0, 3600.0),
+            package_max_bytes=int(_float(environ, "GALAXY_PACKAGE_MAX_BYTES", DEFAULT_PACKAGE_MAX_BYTES, 1024,
+                                         2**50)),
         )
 
 

@@ -56,7 +56,8 @@ class Worker:
         self.settings = settings
         self.reaper = reaper or Reaper(reap_orphans=False)
         self._own_reaper = reaper is None
-        self.workspace = Workspace(settings.work_dir, settings.uid, settings.gid, settings.keep_versions)
+        self.workspace = Workspace(settings.work_dir, settings.uid, settings.gid, settings.keep_versions,
+                                   package_max_bytes=settings.package_max_bytes)
         self.run_as = RunAs(settings.uid, settings.gid)
         self.stdout_log = RotatingLog(self.workspace.log_dir / "stdout.log", settings.log_max_bytes,
                                       settings.log_keep)

@@ -156,3 +156,20 @@ POOL_COLUMNS: list[Column] = [
 
 def pools_text(rows: list[dict[str, Any]]) -> str:
     return table(rows, POOL_COLUMNS, empty="no pools")
+
+
+def policy_text(reply: dict[str, Any]) -> str:
+    """``pool policy show`` / ``set``: each rule (``none`` = nothing allowed), then the built-in deny list."""
+    def listed(name: str) -> str:
+        values = reply.get(name)
+        return ", ".join(map(str, values)) if isinstance(values, list) and values else "none"
+
+    paths = [r for r in reply.get("host_paths") or [] if isinstance(r, dict)]
+    by = reply.get("by")
+    top = fields([("Pool", reply.get("pool")), ("Root users", listed("root_users")),
+                  ("Host paths", ", ".join(f"{r.get('path')}:{'rw' if r.get('writable') else 'ro'}" for r in paths)
+                   or "none"),
+                  ("Package sources", listed("package_sources")), ("Capabilities", listed("capabilities")),
+                  ("Updated", f"{clock(reply.get('updated'))} by {by}" if by else "never (nothing allowed)")])
+    denied = ", ".join(["/", *map(str, reply.get("denied") or [])])
+    return top + f"never bound into a container, whatever the policy: {denied} (and what holds them)\n"

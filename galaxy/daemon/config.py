@@ -39,6 +39,9 @@ class AgentSettings:
     cgroup_root: str = "/sys/fs/cgroup"
     cgroup_base: str | None = None   # where container cgroups live; None = under the Agent's own
     firewall: bool = True
+    user_namespaces: bool = True     # each container in its own user namespace where the kernel allows
+    userns_root: int = 1879048192    # the host uid and gid root in a container maps to (an unused id)
+    work_disk: int = 1 << 30         # each container's /galaxy/work: an ext4 image of this size; 0 = a plain dir
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ def _agent(data: Any, problems: list[tuple[str, str]]) -> AgentSettings:
         return AgentSettings()
     r = _Reader(data, "agent.", problems)
     r.unknown({"pool", "address", "labels", "disks", "port_range", "reserved_cpu", "reserved_memory", "cgroup_root",
-               "cgroup_base", "firewall"})
+               "cgroup_base", "firewall", "user_namespaces", "userns_root",
+               "work_disk"})
     labels = r.get("labels", list, [])
     for i, label in enumerate(labels):
         if not isinstance(label, str) or not label:
@@ -166,6 +170,9 @@ def _agent(data: Any, problems: list[tuple[str, str]]) -> AgentSettings:
     reserved_cpu = float(r.get("reserved_cpu", (int, float), 0.5))
     if reserved_cpu < 0:
         problems.append(("agent.reserved_cpu", "must be >= 0"))
+    userns_root = r.get("userns_root", int, 1879048192)
+    if not 65536 <= userns_root < 2**32 - 1:
+        problems.append(("agent.userns_root", "expected an unused host uid above 65535"))
     return AgentSettings(
         pool=r.get("pool", str, "default"),
         address=r.get("address", str, ""),
@@ -177,6 +184,9 @@ def _agent(data: Any, problems: list[tuple[str, str]]) -> AgentSettings:
         cgroup_root=r.get("cgroup_root", str, "/sys/fs/cgroup"),
         cgroup_base=r.get("cgroup_base", str, None),
         firewall=bool(r.get("firewall", bool, True)),
+        user_namespaces=bool(r.get("user_namespaces", bool, True)),
+        userns_root=userns_root,
+        work_disk=_size(r, "work_disk", 1 << 30),
     )
 
 

@@ -18,6 +18,13 @@ mesh. See docs/isolate.md. The public surface::
 
 from __future__ import annotations
 
+from galaxy.isolate._caps import (
+    CAPABILITIES,
+    INIT_CAPABILITIES,
+    capability_mask,
+    narrow_inherited_capabilities,
+    normalise_capability,
+)
 from galaxy.isolate._cgroup import CgroupDriver, CgroupFs, CgroupLimits, CgroupUsage
 from galaxy.isolate._cgroup_v1 import CgroupV1Driver
 from galaxy.isolate._cgroup_v2 import CgroupV2Driver
@@ -26,11 +33,15 @@ from galaxy.isolate._errors import IsolateError
 from galaxy.isolate._launch import adopt, destroy, launch
 from galaxy.isolate._process import ContainerProcess
 from galaxy.isolate._spec import (
+    RESERVED_INSIDE,
     WORK_DIR_INSIDE,
     BindMount,
     ContainerSpec,
+    UserNamespace,
     default_system_mounts,
+    host_secrets,
     resolve_user,
+    user_namespaces_available,
 )
 from galaxy.isolate._zygote_handle import Zygote
 
@@ -38,4 +49,6 @@ __all__ = [
     "detect_cgroups", "CgroupDriver", "CgroupV1Driver", "CgroupV2Driver", "CgroupFs", "CgroupLimits",
     "CgroupUsage", "ContainerSpec", "BindMount", "ContainerProcess", "launch", "adopt", "destroy",
     "default_system_mounts", "resolve_user", "IsolateError", "WORK_DIR_INSIDE", "Zygote",
+    "CAPABILITIES", "INIT_CAPABILITIES", "capability_mask", "normalise_capability",
+    "narrow_inherited_capabilities", "RESERVED_INSIDE", "UserNamespace", "host_secrets", "user_namespaces_available",
 ]

@@ -28,7 +28,13 @@ from galaxy.isolate._cgroup import (
 from galaxy.isolate._errors import IsolateError
 
 REQUIRED = ("cpu", "memory", "pids")
-OPTIONAL = ("cpuacct", "freezer")
+OPTIONAL = ("cpuacct", "freezer", "devices")
+
+DEVICES_ALLOWED = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
+                   "c 5:2 rwm", "c 136:* rwm")
+"""The devices a container may open (null, zero, full, random, urandom, tty, ptmx, its ptys): what its
+/dev holds, and runc's default allow-list less the console. v2 has no devices files (runc loads a BPF
+program there); on v2 the same /dev, nodev mounts and no CAP_MKNOD stand in for it."""
 
 KILL_DEADLINE_S = 10.0
 
@@ -78,6 +84,11 @@ class CgroupV1Driver(CgroupDriver):
             self.fs.write(f"{cpu}/cpu.shares", str(limits.cpu_shares))
             self._set_memory(self.path("memory", name), limits.memory_bytes)
             self.fs.write(f"{self.path('pids', name)}/pids.max", str(limits.pids_max))
+            if "devices" in self._dirs:
+                devices = self.path("devices", name)
+                self.fs.write(f"{devices}/devices.deny", "a")
+                for rule in DEVICES_ALLOWED:
+                    self.fs.write(f"{devices}/devices.allow", rule)
         except OSError as err:
             raise host_error("cannot set limits of cgroup", name, err) from err
 

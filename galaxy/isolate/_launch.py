@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import marshal
 import os
 import signal
@@ -25,6 +26,7 @@ import sys
 import time
 
 from galaxy.errors import Conflict, GalaxyError, InvalidInput
+from galaxy.isolate._caps import INIT_CAPABILITIES, capability_mask
 from galaxy.isolate._cgroup import CgroupDriver, check_name
 from galaxy.isolate._errors import IsolateError
 from galaxy.isolate._plan import mount_plan, rootfs_dir
@@ -41,6 +43,7 @@ from galaxy.isolate._process import (
     read_line,
     wait_exit,
 )
+from galaxy.isolate._seccomp import default_filter
 from galaxy.isolate._spec import WORK_DIR_INSIDE, ContainerSpec, validate_spec
 from galaxy.isolate._zygote_handle import Zygote
 
@@ -49,9 +52,17 @@ REPORT_TIMEOUT_S = 30.0
 SHIM_EXIT_GRACE_S = 3.0
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-_STAGE_FIELD = {"exec": "argv", "mount": "mounts", "cgroup": "cgroup", "user": "run_as"}
+_STAGE_FIELD = {"exec": "argv", "mount": "mounts", "cgroup": "cgroup", "user": "run_as", "userns": "userns",
+                "confine": "capabilities"}
 MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+@functools.cache
+def last_capability() -> int:
+    """The highest capability number this kernel knows: the bounding set is dropped up to it."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        return int(f.read())
 
 
 def launch(spec: ContainerSpec, driver: CgroupDriver, zygote: Zygote | None = None) -> ContainerProcess:
@@ -94,6 +105,10 @@ def _start_shim(spec: ContainerSpec, driver: CgroupDriver, zygote: Zygote | None
         "env": env,
         "cwd": WORK_DIR_INSIDE,
         "run_as": tuple(spec.run_as) if spec.run_as is not None else None,
+        "caps": {"last": last_capability(), "service": capability_mask(spec.capabilities),
+                 "init": capability_mask(INIT_CAPABILITIES) if spec.run_as is None else 0},
+        "seccomp": default_filter(),
+        "userns": spec.userns.maps() if spec.userns is not None else None,
         "join_files": driver.join_files(spec.cgroup),
         "oom_file": driver.oom_counter_file(spec.cgroup),
         "files": {"shim_pid": os.path.join(state, SHIM_PID_FILE),
@@ -103,8 +118,8 @@ def _start_shim(spec: ContainerSpec, driver: CgroupDriver, zygote: Zygote | None
                   "shim_log": os.path.join(state, SHIM_LOG)},
     }
     config_path = os.path.join(state, CONFIG_FILE)
-    with open(config_path, "wb") as f:
-        marshal.dump(config, f)
+    with open(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        marshal.dump(config, f)  # 0600: the env it carries may hold secrets (a worker's key)
     line = None
     if zygote is not None and zygote.serves(list(spec.argv)):
         line = _report_from_zygote(zygote, config_path)

@@ -11,6 +11,9 @@ Steps (tuples, so ``marshal`` carries them to the shim without importing anythin
 - ``("bind", source, target, attr_set, is_dir)`` — recursive bind, then ``mount_setattr`` the attrs
 - ``("symlink", link_text, path)``
 - ``("proc", target)``
+- ``("devpts", target)`` — a private devpts instance (its own ptys, none of the host's)
+- ``("mask", target, is_dir)`` — hide a path: an empty read-only tmpfs over a dir, or ``/dev/null`` on a
+  nodev mount over a file (opening it fails with EACCES)
 """
 
 from __future__ import annotations
@@ -32,8 +35,12 @@ ATTR_NOEXEC = 0x8
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
              ("stderr", "/proc/self/fd/2"))
-PROC_READONLY = ("sys", "sysrq-trigger")
-"""Parts of a fresh /proc that reach the host kernel: shown read-only so root inside cannot tune it."""
+PROC_READONLY = ("bus", "fs", "irq", "sys", "sysrq-trigger")
+"""Parts of a fresh /proc that reach the host kernel: shown read-only so root inside cannot tune it
+(runc's ``readonlyPaths``)."""
+PROC_MASKED = ("acpi", "asound", "kcore", "keys", "latency_stats", "timer_list", "timer_stats",
+               "sched_debug", "scsi")
+"""Parts of /proc that leak the host's memory, keys and timers: hidden (runc's ``maskedPaths``)."""
 
 Step = tuple[Any, ...]
 
@@ -61,7 +68,13 @@ def mount_plan(spec: ContainerSpec) -> list[Step]:
         else:
             steps.append(("bind", path, inside(path), ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV,
                           os.path.isdir(path)))
+    for path in spec.hidden:  # host secrets inside the system mounts (see host_secrets)
+        if os.path.lexists(path) and not os.path.islink(path):
+            steps.append(("mask", inside(path), os.path.isdir(path)))
     steps.append(("proc", inside("/proc")))
+    for name in PROC_MASKED:
+        if os.path.exists(f"/proc/{name}"):
+            steps.append(("mask", inside(f"/proc/{name}"), os.path.isdir(f"/proc/{name}")))
     for name in PROC_READONLY:
         if not os.path.exists(f"/proc/{name}"):
             continue
@@ -74,6 +87,8 @@ def mount_plan(spec: ContainerSpec) -> list[Step]:
             steps.append(("bind", f"/dev/{name}", inside(f"/dev/{name}"), ATTR_NOSUID | ATTR_NOEXEC, False))
     for name, target in DEV_LINKS:
         steps.append(("symlink", target, inside(f"/dev/{name}")))
+    steps.append(("devpts", inside("/dev/pts")))
+    steps.append(("symlink", "pts/ptmx", inside("/dev/ptmx")))
     steps.append(("tmpfs", inside("/dev/shm"), MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777"))
     steps.append(("bind", spec.work_dir, inside(WORK_DIR_INSIDE), ATTR_NOSUID | ATTR_NODEV, True))
     # Shallow targets first, so a mount at /data/logs lands on top of one at /data, not under it.

@@ -33,6 +33,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWUSER = 0x10000000
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -53,10 +54,37 @@ ENOSYS = 38
 SIGPIPE = 13
 SIGXFSZ = 25
 
+PR_SET_SECCOMP = 22
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+CAP_VERSION_3 = 0x20080522
+EINVAL = 22
+SECURE_NOROOT = 0x1 | 0x2                 # root gains no capability by exec (and locked)
+SECURE_NO_SETUID_FIXUP = 0x4 | 0x8        # a uid change keeps the sets we chose (and locked)
+SECURE_KEEP_CAPS_LOCKED = 0x20
+SECUREBITS = SECURE_NOROOT | SECURE_NO_SETUID_FIXUP | SECURE_KEEP_CAPS_LOCKED
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _libc.signal.restype = ctypes.c_void_p
 _libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 class MountAttr(ctypes.Structure):
@@ -139,6 +167,16 @@ def run_plan(rootfs: str, plan: list) -> None:
             _, text, path = step
             safe_target(rootfs, os.path.dirname(path), True)
             os.symlink(text, path)
+        elif kind == "mask":
+            _, target, is_dir = step
+            if is_dir:
+                mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=000")
+            else:
+                mount("/dev/null", target, None, MS_BIND, None)
+                set_attrs(target, 0x1 | 0x2 | 0x4 | 0x8)
+        elif kind == "devpts":
+            safe_target(rootfs, step[1], True)
+            mount("devpts", step[1], "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
         elif kind == "proc":
             safe_target(rootfs, step[1], True)
             mount("proc", step[1], "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
@@ -158,9 +196,10 @@ def pivot(rootfs: str) -> None:
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
 
 
-def become_init(cfg: dict, console_fd: int, *, inline: bool = False) -> None:
+def become_init(cfg: dict, console_fd: int, *, inline: bool = False, sync: tuple[int, int] | None = None) -> None:
     """Runs as PID 1 of the new pid namespace. Execs the command and so returns only by raising
-    Failure, unless ``inline``: then it returns, set up and ready to run Python code of the caller's."""
+    Failure, unless ``inline``: then it returns, set up and ready to run Python code of the caller's.
+    ``sync`` (to the shim, from the shim) is given when PID 1 enters a user namespace the shim maps."""
     stage = "cgroup"
     try:
         for path in cfg["join_files"]:
@@ -179,12 +218,11 @@ def become_init(cfg: dict, console_fd: int, *, inline: bool = False) -> None:
         os.dup2(null, 0)
         os.dup2(console_fd, 1)
         os.dup2(console_fd, 2)
-        stage = "user"
-        if cfg["run_as"] is not None:
-            uid, gid = cfg["run_as"]
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
+        if sync is not None:
+            stage = "userns"
+            enter_user_namespace(sync)
+        stage = "confine"
+        confine(cfg["caps"], cfg["seccomp"], cfg["run_as"], inline)
         if inline:
             return  # Python's own signal set-up is what the inline code expects: keep it
         stage = "exec"
@@ -197,6 +235,85 @@ def become_init(cfg: dict, console_fd: int, *, inline: bool = False) -> None:
         if stage != "exec" and err.filename:
             text = f"{text}: {err.filename}"
         raise Failure(stage, text) from err
+
+
+def prctl(option: int, arg2: int, arg3: int = 0, what: str = "prctl") -> None:
+    _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0)), what)
+
+
+def enter_user_namespace(sync: tuple[int, int]) -> None:
+    """Become root of a new user namespace whose ids the shim maps (root inside = an unprivileged uid
+    outside). The mount and pid namespaces stay owned by the host's user namespace, so root inside can
+    neither mount nor unmount anything; and no capability inside applies to a host file whose owner is
+    not mapped (all of the host's system files)."""
+    ready_w, go_r = sync
+    _check(_libc.unshare(ctypes.c_int(CLONE_NEWUSER)), "unshare(CLONE_NEWUSER)")
+    os.write(ready_w, b"u")
+    answer = os.read(go_r, 4096)
+    if answer != b"ok":
+        raise OSError(1, f"the shim could not map the user namespace: {answer.decode(errors='replace') or 'no answer'}")
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+def map_user_namespace(pid: int, userns: dict) -> None:
+    """The shim's half: write PID 1's uid and gid maps (the shim is root of the host's namespace)."""
+    for kind in ("uid", "gid"):
+        with open(f"/proc/{pid}/{kind}_map", "w") as f:
+            f.write("".join(f"{inside} {outside} 1\n" for inside, outside in userns[kind]))
+
+
+def current_permitted() -> int:
+    header = CapHeader(CAP_VERSION_3, 0)
+    data = (CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    return data[0].permitted | data[1].permitted << 32
+
+
+def capset(permitted: int, inheritable: int) -> None:
+    """Set this thread's permitted and effective sets to ``permitted`` and its inheritable set."""
+    header = CapHeader(CAP_VERSION_3, 0)
+    data = (CapData * 2)()
+    for i in (0, 1):
+        data[i].effective = data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def confine(caps: dict, seccomp: bytes | None, run_as: tuple[int, int] | None, inline: bool) -> None:
+    """Drop to the capability sets the launcher chose, then no_new_privs and the seccomp filter.
+
+    ``caps["service"]`` (the pool-granted extras) is the bounding set and the ambient set: all that any
+    exec inside can ever hold, root or not (SECBIT_NOROOT: root gains nothing by exec). PID 1 keeps
+    ``caps["init"]`` too (the AppWorker's own needs, 0 when PID 1 runs as the service user). When PID 1
+    execs its init (no zygote), the init caps must cross that exec, so they are ambient as well and the
+    init narrows them at its start (:func:`galaxy.isolate.narrow_inherited_capabilities`).
+    Order matters: securebits and the bounding set need CAP_SETPCAP, a uid change needs CAP_SETUID,
+    so both come before the capset that gives them up; with SECBIT_NO_SETUID_FIXUP that uid change
+    keeps the sets."""
+    prctl(PR_SET_SECUREBITS, SECUREBITS, what="set securebits")
+    permitted = caps["service"] | caps["init"]
+    inheritable = caps["service"] | (0 if inline else caps["init"])
+    capset(current_permitted(), inheritable)  # an inheritable cap must be in the bounding set when raised
+    for cap in range(caps["last"] + 1):
+        if not caps["service"] >> cap & 1:
+            prctl(PR_CAPBSET_DROP, cap, what=f"drop capability {cap} from the bounding set")
+    if run_as is not None:
+        uid, gid = run_as
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    capset(permitted, inheritable)
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, what="clear ambient capabilities")
+    for cap in range(caps["last"] + 1):
+        if inheritable >> cap & 1:
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, what=f"raise ambient capability {cap}")
+    prctl(PR_SET_NO_NEW_PRIVS, 1, what="no_new_privs")
+    if seccomp:
+        buf = ctypes.create_string_buffer(seccomp, len(seccomp))
+        prog = SockFprog(len(seccomp) // 8, ctypes.addressof(buf))
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), what="load the seccomp filter")
 
 
 def start_time(pid: int) -> int:
@@ -246,11 +363,23 @@ def supervise(cfg: dict, run: Callable[[dict], int] | None = None) -> int:
         report(f"err namespace unshare(CLONE_NEWPID): {os.strerror(ctypes.get_errno())}")
         return 1
     err_r, err_w = os.pipe()  # both close-on-exec: the exec itself closes err_w
+    userns = cfg.get("userns")
+    if userns:
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(err_r)
+        sync = None
+        if userns:
+            os.close(ready_r)
+            os.close(go_w)
+            sync = (ready_w, go_r)
         try:
-            become_init(cfg, console_fd, inline=run is not None)
+            become_init(cfg, console_fd, inline=run is not None, sync=sync)
+            if sync is not None:
+                os.close(ready_w)
+                os.close(go_r)
         except Failure as failure:
             os.write(err_w, f"{failure.stage} {failure}".encode()[:4000])
             os._exit(127)
@@ -262,6 +391,17 @@ def supervise(cfg: dict, run: Callable[[dict], int] | None = None) -> int:
         os.close(err_w)  # EOF: the shim reports "ok", as after an exec
         os._exit(run(cfg))
     os.close(err_w)
+    if userns:
+        os.close(ready_w)
+        os.close(go_r)
+        if os.read(ready_r, 1) == b"u":  # EOF instead: PID 1 failed before, the error pipe says why
+            try:
+                map_user_namespace(child, userns)
+                os.write(go_w, b"ok")
+            except OSError as err:
+                os.write(go_w, f"{err}".encode()[:4000])
+        os.close(ready_r)
+        os.close(go_w)
     chunks = []
     while True:
         chunk = os.read(err_r, 4096)

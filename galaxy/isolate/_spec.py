@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 
 from galaxy.errors import InvalidInput
+from galaxy.isolate._caps import normalise_capability
 from galaxy.isolate._cgroup import CgroupLimits, check_name
 
 WORK_DIR_INSIDE = "/galaxy/work"
@@ -37,12 +38,33 @@ class BindMount:
 
 
 @dataclass(frozen=True)
+class UserNamespace:
+    """Run the container in its own user namespace: root inside is ``root_uid``/``root_gid`` outside (an
+    id no host file or process uses), and the service user ``uid``/``gid`` is mapped to itself, so its
+    disks, work dir and quotas work as without one. Nothing else of the host is mapped: every host
+    file shows as owned by ``nobody`` and no capability inside applies to it."""
+
+    root_uid: int
+    root_gid: int
+    uid: int
+    gid: int
+
+    def maps(self) -> dict[str, list[tuple[int, int]]]:
+        """``{"uid": [(inside, outside), …], "gid": …}`` for ``/proc/<pid>/{uid,gid}_map``."""
+        uids = [(0, self.root_uid)] + ([(self.uid, self.uid)] if self.uid != 0 else [])
+        gids = [(0, self.root_gid)] + ([(self.gid, self.gid)] if self.gid != 0 else [])
+        return {"uid": uids, "gid": gids}
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """One container, in plain values. ``state_dir`` is a host dir the Agent owns for this container
     (rootfs mount point, pid and status files, console log); ``work_dir`` is shown read-write at
     ``/galaxy/work`` inside and is PID 1's cwd. ``system_mounts`` are host dirs bound read-only at the
-    same path (see :func:`default_system_mounts`). ``run_as`` starts PID 1 as that (uid, gid) instead of
-    root. ``hostname`` defaults to the id."""
+    same path (see :func:`default_system_mounts`); ``hidden`` are paths inside them masked in every
+    container (see :func:`host_secrets`). ``run_as`` starts PID 1 as that (uid, gid) instead of root.
+    ``capabilities`` are all any process inside may hold beyond PID 1's own (names without ``CAP_``;
+    default none). ``userns`` puts the container in a user namespace. ``hostname`` defaults to the id."""
 
     id: str
     cgroup: str
@@ -55,6 +77,9 @@ class ContainerSpec:
     system_mounts: list[str] = field(default_factory=list)
     run_as: tuple[int, int] | None = None
     hostname: str | None = None
+    capabilities: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+    userns: UserNamespace | None = None
 
     @property
     def effective_hostname(self) -> str:
@@ -127,6 +152,20 @@ def validate_spec(spec: ContainerSpec) -> None:
             raise InvalidInput(f"run_as must be (uid, gid), got {spec.run_as!r}", field="run_as")
     if spec.hostname is not None and (not isinstance(spec.hostname, str) or not _ID.match(spec.hostname)):
         raise InvalidInput(f"hostname must match {_ID.pattern}", field="hostname")
+    for i, name in enumerate(spec.capabilities):
+        if normalise_capability(name, f"capabilities[{i}]") != name:
+            raise InvalidInput(f"write {normalise_capability(name)!r}", field=f"capabilities[{i}]")
+    for i, path in enumerate(spec.hidden):
+        if not isinstance(path, str) or not os.path.isabs(path) or os.path.normpath(path) != path:
+            raise InvalidInput(f"must be a normalised absolute path, got {path!r}", field=f"hidden[{i}]")
+    if spec.userns is not None:
+        ns = spec.userns
+        ids = (ns.root_uid, ns.root_gid, ns.uid, ns.gid)
+        if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**32 - 1 for x in ids):
+            raise InvalidInput(f"user namespace ids must be uids/gids, got {ids!r}", field="userns")
+        if ns.root_uid == 0 or ns.root_gid == 0 or ns.root_uid == ns.uid or ns.root_gid == ns.gid:
+            raise InvalidInput("root of the user namespace must be an unused unprivileged id outside, "
+                               f"not 0 nor the service's own (got {ns.root_uid}:{ns.root_gid})", field="userns")
 
 
 def default_system_mounts() -> list[str]:
@@ -154,6 +193,52 @@ def default_system_mounts() -> list[str]:
             if not any(p != other and p.startswith(other.rstrip("/") + "/") for other in covering)]
 
 
+SECRET_PATHS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/galaxy",
+                "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d", "/etc/zookeeper")
+"""Hidden in every container even where they are world-readable: Galaxy's and ZooKeeper's own config
+and keys, and the host's login secrets."""
+
+
+def host_secrets(system_mounts: list[str]) -> tuple[str, ...]:
+    """Paths below ``/etc`` (when it is a system mount) to mask in every container: ``SECRET_PATHS`` and
+    every entry that the host keeps from other users (not world-readable, or a dir not world-searchable).
+    The rule is the host's own: what an ordinary host user may not read, a container may not either,
+    whatever its uid. Computed once per Agent (a walk of /etc costs a few ms); a secret made later
+    under a dir already listed is covered by its dir."""
+    if "/etc" not in [os.path.normpath(p) for p in system_mounts]:
+        return ()
+    found: list[str] = [p for p in SECRET_PATHS if os.path.lexists(p)]
+    for top, dirs, files in os.walk("/etc"):
+        for name in list(dirs):
+            path = os.path.join(top, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if (st.st_mode & 0o005) != 0o005 and not os.path.islink(path):
+                found.append(path)
+                dirs.remove(name)  # masked whole: nothing below needs a mask of its own
+        for name in files:
+            path = os.path.join(top, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if (st.st_mode & 0o170000) == 0o100000 and not st.st_mode & 0o004:
+                found.append(path)
+    unique = sorted(set(found))
+    return tuple(p for p in unique if not any(p.startswith(q + "/") for q in unique))
+
+
+def user_namespaces_available() -> bool:
+    """Whether this kernel lets root make user namespaces (``user.max_user_namespaces`` > 0)."""
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as f:
+            return int(f.read()) > 0
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_user(name: str) -> tuple[int, int]:
     """(uid, gid) of a host user, by name or numeric uid; ``InvalidInput(field="user")`` if unknown."""
     if not isinstance(name, str) or not name:
@@ -165,5 +250,6 @@ def resolve_user(name: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-__all__ = ["BindMount", "ContainerSpec", "default_system_mounts", "resolve_user", "validate_spec",
-           "WORK_DIR_INSIDE"]
+__all__ = ["BindMount", "ContainerSpec", "RESERVED_INSIDE", "UserNamespace", "default_system_mounts", "host_secrets", "resolve_user",
+           "user_namespaces_available",
+           "validate_spec", "WORK_DIR_INSIDE"]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from galaxy.errors import InvalidInput
+from galaxy.isolate._caps import normalise_capability
 
 CONTAINER_STATES = ("creating", "running", "exited", "destroying")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -49,6 +50,8 @@ class ContainerRequest:
     ports: tuple[PortAsk, ...] = ()
     mounts: tuple[MountAsk, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = ()  # added to the service's empty set; the pool's policy must allow each
+    owner: str = ""                    # the job's owner (set by ResMan from the group): whom the pool policy asks about
 
     def to_wire(self) -> dict[str, Any]:
         """Plain CBOR/JSON data: tuples become lists, so a stored record equals a received body."""
@@ -91,7 +94,22 @@ class ContainerRequest:
             init_as_root=bool(body.get("init_as_root", False)),
             disks=tuple(_disks(body.get("disks", []))), ports=tuple(_ports(body.get("ports", []))),
             mounts=tuple(_mounts(body.get("mounts", []))), env=dict(env),
+            capabilities=tuple(_capabilities(body.get("capabilities", []))),
+            owner=_owner(body.get("owner", "")),
         )
+
+
+def _owner(value: Any) -> str:
+    if not isinstance(value, str) or (value and not _NAME.match(value)):
+        raise InvalidInput("expected the name of the job's owner", field="owner")
+    return value
+
+
+def _capabilities(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise InvalidInput("expected a list of capability names", field="capabilities")
+    names = [normalise_capability(v, f"capabilities[{i}]") for i, v in enumerate(value)]
+    return sorted(set(names))
 
 
 def _plain(value: Any) -> Any:

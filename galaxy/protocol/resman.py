@@ -108,7 +108,7 @@ def template(group: str, value: Any) -> dict[str, Any]:
     """The normalised container template (every default filled in), so equal specs compare equal."""
     if not isinstance(value, dict):
         raise InvalidInput("expected a mapping", field="container")
-    for forbidden in ("id", "group"):
+    for forbidden in ("id", "group", "owner"):   # owner: the group's, added to each create by ResMan
         if forbidden in value:
             raise InvalidInput("is set by ResMan, not by the caller", field=f"container.{forbidden}")
     try:
@@ -116,7 +116,7 @@ def template(group: str, value: Any) -> dict[str, Any]:
     except InvalidInput as err:
         raise InvalidInput(err.message, field=f"container.{err.field}" if err.field else "container") from None
     wire = req.to_wire()
-    del wire["id"], wire["group"]
+    del wire["id"], wire["group"], wire["owner"]
     return wire
 
 

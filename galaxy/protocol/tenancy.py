@@ -26,9 +26,14 @@ class TenancyApi:
     POOL_CREATE = "pool.create"     # {"pool", "description"?} -> pool row                 (admin)
     POOL_LIST = "pool.list"         # {} -> [{"pool", "description", "hosts", "jobs", "declared"}]
     POOL_DELETE = "pool.delete"     # {"pool"} -> {"pool", "deleted": true}; refused while hosts or jobs are in it
+    POOL_POLICY_SHOW = "pool.policy.show"   # {"pool"} -> policy reply                (any grant on the pool)
+    POOL_POLICY_SET = "pool.policy.set"     # {"pool", "policy": {root_users, host_paths: [{path, writable}],
+                                            #  package_sources, capabilities}} -> policy reply (admin; replaces)
 
 # A user record on the wire: {"name", "key", "admin", "grants": {pool: [perm]}, "quota": {...}, "created"}.
 # A demand ("used"): {"cpu": cores, "memory": bytes, "disk": {medium: bytes}, "jobs", "replicas"}.
 # A usage report: {"user", "since", "until", "pools": {pool: figures}, "total": figures} where figures =
 #   {"cpu_used": core-seconds, "cpu_reserved": core-seconds, "memory_used": GiB-seconds,
 #    "memory_reserved": GiB-seconds, "disk_reserved": {medium: GiB-seconds}}.
+# A policy reply: {"pool", "root_users": [user], "host_paths": [{"path", "writable"}], "package_sources": [url],
+#   "capabilities": [name], "updated": epoch s | null, "by": user | null, "denied": [built-in denied host paths]}.

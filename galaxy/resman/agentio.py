@@ -352,7 +352,7 @@ def send_creates(engine: Engine, entry: HostEntry) -> None:
             c.create_sent = False
             engine.retire(c, "its group or version is gone")
             continue
-        batch.append({**group.template, "id": c.id, "group": c.group})
+        batch.append({**group.template, "id": c.id, "group": c.group, "owner": group.owner})
     entry.creating += len(batch)
     if not queue or entry.creating >= limit:
         # Back in the set when an answer makes room (finish_create): a host at its limit is not

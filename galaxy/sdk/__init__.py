@@ -2,7 +2,7 @@
 
 ``Client`` finds the AppMaster and ResMan through ZooKeeper, authenticates with the user's CURVE
 key, follows leader changes, and offers every operation of the CLI (jobs, pods, hosts, and users,
-grants, quotas, usage and pools) plus ``resolve`` and ``watch`` on naming. Configuration comes from
+grants, quotas, usage, pools and pool policies) plus ``resolve`` and ``watch`` on naming. Configuration comes from
 ``~/.galaxy/config`` and ``GALAXY_*`` variables (``config``); every error is a ``galaxy.errors``
 type, re-exported in ``galaxy.sdk.errors``. See docs/sdk.md.
 """
@@ -10,7 +10,7 @@ type, re-exported in ``galaxy.sdk.errors``. See docs/sdk.md.
 from __future__ import annotations
 
 from galaxy.sdk import errors
-from galaxy.sdk._tenancy import expand_permissions, parse_since, quota_change
+from galaxy.sdk._tenancy import expand_permissions, parse_since, policy_body, quota_change
 from galaxy.sdk._watch import WatchEvent
 from galaxy.sdk.client import Client, spec_dict
 from galaxy.sdk.config import ClientConfig, config_path, load_config, write_config
@@ -18,5 +18,6 @@ from galaxy.sdk.errors import JobFailed, NotConfigured, OutcomeUnknown
 
 __all__ = [
     "Client", "ClientConfig", "JobFailed", "NotConfigured", "OutcomeUnknown", "WatchEvent", "config_path",
-    "errors", "expand_permissions", "load_config", "parse_since", "quota_change", "spec_dict", "write_config",
+    "errors", "expand_permissions", "load_config", "parse_since", "policy_body", "quota_change", "spec_dict",
+    "write_config",
 ]

@@ -1,4 +1,4 @@
-"""Users, grants, quotas, usage and pools as ``Client`` calls (the AppMaster's ``TenancyApi``).
+"""Users, grants, quotas, usage, pools and pool policies as ``Client`` calls (the AppMaster's ``TenancyApi``).
 
 Arguments are checked here, before anything is sent, with the same rules the AppMaster applies
 (``galaxy.tenancy.model``), so a typo fails at once with the argument named, and quota figures may be
@@ -34,6 +34,7 @@ from galaxy.tenancy.model import (
     check_pool_name,
     check_user_name,
 )
+from galaxy.tenancy.policy import PoolPolicy
 
 ALL = "all"
 JOB_PERMISSIONS = (JOB_CREATE, JOB_UPDATE, JOB_DELETE, JOB_READ)   # what ``all`` stands for: not host.admin
@@ -139,6 +140,28 @@ class TenancyCalls:
     def pool_delete(self, name: str) -> dict[str, Any]:
         """Delete an empty pool; Conflict (with the counts) while hosts or jobs are in it."""
         return dict(self._write("appmaster", Tenancy.POOL_DELETE, {"pool": check_pool_name(name)}))
+
+    def pool_policy(self, pool: str) -> dict[str, Any]:
+        """``pool``'s policy (anyone with a grant on it): ``{pool, root_users, host_paths: [{path,
+        writable}], package_sources, capabilities, updated, by, denied}`` — ``denied`` is the built-in
+        list of host paths no policy allows."""
+        return dict(self._read("appmaster", Tenancy.POOL_POLICY_SHOW, {"pool": check_pool_name(pool)}))
+
+    def set_pool_policy(self, pool: str, *, root_users: Iterable[str] = (),
+                        host_paths: Iterable[str | Mapping[str, Any] | tuple[str, bool]] = (),
+                        package_sources: Iterable[str] = (), capabilities: Iterable[str] = ()) -> dict[str, Any]:
+        """Replace ``pool``'s policy (administrators); a rule not given allows nothing.
+
+        ``host_paths`` entries are ``"/srv/data:ro"`` / ``"/var/log/app:rw"`` (read-only without a
+        suffix), ``{"path", "writable"}`` or ``(path, writable)``; ``package_sources`` are
+        ``file:///dir`` or ``http(s)://host[:port][/prefix]``; ``capabilities`` are names such as
+        ``NET_BIND_SERVICE``. Everything is checked before it is sent (``InvalidInput`` naming the rule
+        and entry, e.g. ``host_paths[1].path``). Returns the policy as ``pool_policy`` does.
+        """
+        body = {"pool": check_pool_name(pool),
+                "policy": policy_body(root_users=root_users, host_paths=host_paths,
+                                      package_sources=package_sources, capabilities=capabilities)}
+        return dict(self._write("appmaster", Tenancy.POOL_POLICY_SET, body))
 
 
 # ---- argument rules (the CLI uses them too) -------------------------------------------------------
@@ -248,9 +271,45 @@ def _medium(value: object) -> str:
     return value
 
 
+def policy_body(*, root_users: Iterable[str] = (), host_paths: Iterable[str | Mapping[str, Any] | tuple[str, bool]] = (),
+                package_sources: Iterable[str] = (), capabilities: Iterable[str] = ()) -> dict[str, Any]:
+    """The ``policy`` of a ``pool.policy.set`` body, checked and normalised as the AppMaster will."""
+    rules = {"root_users": _listed(root_users, "root_users"),
+             "host_paths": [host_path_rule(item, f"host_paths[{i}]")
+                            for i, item in enumerate(_listed(host_paths, "host_paths"))],
+             "package_sources": _listed(package_sources, "package_sources"),
+             "capabilities": _listed(capabilities, "capabilities")}
+    return PoolPolicy.from_dict(rules).to_dict()
+
+
+def host_path_rule(item: Any, field: str) -> dict[str, Any]:
+    """``"/srv/data:ro"``, ``"/srv/data:rw"``, ``"/srv/data"`` (read-only), ``(path, writable)`` or a mapping."""
+    if isinstance(item, Mapping):
+        return dict(item)
+    if isinstance(item, tuple) and len(item) == 2:
+        return {"path": item[0], "writable": item[1]}
+    if not isinstance(item, str) or not item:
+        raise InvalidInput(f"expected PATH[:ro|:rw], got {item!r}", field=field)
+    path, sep, mode = item.rpartition(":")
+    if not sep:
+        return {"path": item, "writable": False}
+    if mode not in ("ro", "rw"):
+        raise InvalidInput(f"expected PATH:ro or PATH:rw, got {item!r}", field=field)
+    return {"path": path, "writable": mode == "rw"}
+
+
+def _listed(value: Any, field: str) -> list[Any]:
+    if isinstance(value, str | bytes | Mapping):
+        raise InvalidInput(f"expected a list, got {value!r}", field=field)
+    try:
+        return list(value)
+    except TypeError:
+        raise InvalidInput(f"expected a list, got {value!r}", field=field) from None
+
+
 def _maybe_user(name: str | None) -> dict[str, Any]:
     return {} if name is None else {"user": check_user_name(name)}
 
 
-__all__: Sequence[str] = ["ALL", "JOB_PERMISSIONS", "TenancyCalls", "expand_permissions", "parse_cores",
-                          "parse_since", "quota_change"]
+__all__: Sequence[str] = ["ALL", "JOB_PERMISSIONS", "TenancyCalls", "expand_permissions", "host_path_rule",
+                          "parse_cores", "parse_since", "policy_body", "quota_change"]

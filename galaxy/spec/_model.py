@@ -98,21 +98,25 @@ class HealthCheck:
 
 @dataclass(frozen=True, kw_only=True)
 class DataPackage:
-    """A data package deployed beside the program; ``reload`` (if any) tells the service to re-read it."""
+    """A data package deployed beside the program; ``reload`` (if any) tells the service to re-read it.
+    ``sha256`` (lower-case hex), when given, is the digest the fetched package must have."""
 
     package: str
     reload: str | None = None
+    sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"package": self.package, "reload": self.reload}
+        return {"package": self.package, "reload": self.reload, "sha256": self.sha256}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Program:
-    """What the AppWorker runs: fetch ``package``, run ``deploy`` once, then ``start`` (all via /bin/sh)."""
+    """What the AppWorker runs: fetch ``package`` (checked against ``sha256`` when given), run ``deploy``
+    once, then ``start`` (all via /bin/sh)."""
 
     version: str
     package: str | None = None
+    sha256: str | None = None
     deploy: str | None = None
     start: str
     stop: str | None = None
@@ -121,7 +125,8 @@ class Program:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": self.version, "package": self.package, "deploy": self.deploy, "start": self.start,
+            "version": self.version, "package": self.package, "sha256": self.sha256, "deploy": self.deploy,
+            "start": self.start,
             "stop": self.stop, "health": self.health.to_dict() if self.health else None,
             "data": self.data.to_dict() if self.data else None,
         }
@@ -179,6 +184,7 @@ class JobSpec:
     program: Program
     user: str = "nobody"
     env: dict[str, str] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = ()   # Linux capabilities added to the service's empty set (sorted)
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
     restart: RestartPolicy = field(default_factory=RestartPolicy)
 
@@ -187,6 +193,7 @@ class JobSpec:
             "name": self.name, "type": self.type, "pool": self.pool, "replicas": self.replicas,
             "max_per_host": self.max_per_host, "resources": self.resources.to_dict(),
             "program": self.program.to_dict(), "user": self.user, "env": dict(self.env),
+            "capabilities": list(self.capabilities),
             "update": self.update.to_dict(), "restart": self.restart.to_dict(),
         }
 

@@ -18,6 +18,7 @@ max_per_host: 1            # at most this many instances on one host (omit or nu
 user: nobody               # POSIX user the service runs as (default: nobody)
 env:                       # extra environment variables (names starting with GALAXY_ are reserved)
   LOG_LEVEL: info         # NAME: value; values are strings
+capabilities: []           # Linux capabilities to add, e.g. [NET_BIND_SERVICE]; the pool's policy must allow each
 
 resources:                 # what each instance gets; required
   cpu: 0.5                 # required; cores: 0.5, 2 or "500m"; a hard quota
@@ -32,7 +33,7 @@ resources:                 # what each instance gets; required
     - name: admin          # $GALAXY_PORT_ADMIN
       port: 9100           # a fixed host port (1..65535); omit it to get one from the host's range
   labels: [ssd]            # run only on hosts with all these labels (default: none)
-  mounts:                  # host directories bound into the container (default: none)
+  mounts:                  # host directories bound into the container; the pool's policy must allow each
     - host: /etc/ssl       # absolute path on the host
       path: /etc/ssl       # absolute path inside the container
       readonly: true       # default: true
@@ -40,6 +41,7 @@ resources:                 # what each instance gets; required
 program:                   # what runs in each container; required
   version: "1"             # required; any version string (quote numbers); a new one triggers an update
   package: file:///srv/pkg/web-1.tar.gz  # file://, http:// or https://; fetched into the work dir (optional)
+  sha256: null             # the package's SHA-256 (64 hex digits), checked before unpacking (optional)
   deploy: tar xzf web-1.tar.gz           # shell command run once after fetching (optional)
   start: ./web --port $GALAXY_PORT_HTTP  # required; shell command that runs the service
   stop: kill -TERM $GALAXY_SERVICE_PID   # shell command to stop it (default: SIGTERM, then SIGKILL)
@@ -50,6 +52,7 @@ program:                   # what runs in each container; required
   data:                    # a data package deployed beside the program (optional)
     package: file:///srv/pkg/dict-7.tar.gz  # required in data: file://, http:// or https://
     reload: ./web --reload # shell command telling the service to re-read it (optional)
+    sha256: null           # the data package's SHA-256, checked before unpacking (optional)
 
 update:                    # rolling update policy
   step: 1                  # instances updated at a time, or a percentage of replicas: "25%" (default: 1)

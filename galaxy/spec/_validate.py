@@ -7,9 +7,11 @@ bytes, ``replicas: 1000000``), not cluster policy: quotas and host sizes are che
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, cast
 
+from galaxy.errors import InvalidInput
 from galaxy.spec._errors import SpecError, join
 from galaxy.spec._model import (
     JOB_TYPES,
@@ -38,6 +40,7 @@ from galaxy.spec._reader import (
     named,
     optional_command,
     optional_url,
+    string,
     url,
 )
 from galaxy.spec._rules import (
@@ -74,9 +77,11 @@ DAY = 86400.0
 HOUR = 3600.0
 
 TOP_KEYS = ("name", "type", "pool", "replicas", "max_per_host", "resources", "program", "user", "env",
-            "update", "restart")
+            "capabilities", "update", "restart")
 RESOURCE_KEYS = ("cpu", "cpu_excess", "memory", "disks", "ports", "labels", "mounts")
-PROGRAM_KEYS = ("version", "package", "deploy", "start", "stop", "health", "data")
+PROGRAM_KEYS = ("version", "package", "sha256", "deploy", "start", "stop", "health", "data")
+MAX_CAPABILITIES = 64
+SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 DEFAULTS = JobSpec(name="defaults", resources=Resources(cpu=1.0, memory=MIN_MEMORY),
                    program=Program(version="1", start="true"))
 
@@ -97,6 +102,7 @@ def parse_job(data: Mapping[str, Any]) -> JobSpec:
     max_per_host = r.field(top, "max_per_host", "", _max_per_host, None)
     user = r.field(top, "user", "", named, DEFAULTS.user, USER_NAME, USER_NAME_RULE)
     env = _env(r, top.get("env"), "env")
+    capabilities = _capabilities(r, top.get("capabilities"), "capabilities")
     port_names: list[str] | None = None  # the ports health.tcp may name; None when they are unknown
     resources = None
     if "resources" in top:
@@ -108,7 +114,7 @@ def parse_job(data: Mapping[str, Any]) -> JobSpec:
     assert resources is not None and program is not None
     return JobSpec(name=name, type=cast(JobType, job_type), pool=pool, replicas=replicas,
                    max_per_host=max_per_host, resources=resources, program=program, user=user, env=env,
-                   update=update, restart=restart)
+                   capabilities=capabilities, update=update, restart=restart)
 
 
 def _max_per_host(value: Any, path: str) -> int | None:
@@ -142,6 +148,31 @@ def _env(r: Reader, value: Any, path: str) -> dict[str, str]:
         else:
             env[key] = item
     return env
+
+
+def _capabilities(r: Reader, value: Any, path: str) -> tuple[str, ...]:
+    """Linux capability names (``NET_BIND_SERVICE``; ``cap_net_bind_service`` is the same), sorted, once each.
+
+    The names are the kernel's, from the one table the Agent's shim uses (galaxy.isolate); it is
+    imported only when a job asks for a capability, so reading an ordinary job file stays cheap."""
+    names: set[str] = set()
+    for where, item in r.items(value, path, MAX_CAPABILITIES, "capability names"):
+        from galaxy.isolate import normalise_capability
+
+        try:
+            names.add(normalise_capability(item, where))
+        except InvalidInput as err:
+            r.error(where, err.message)
+    return tuple(sorted(names))
+
+
+def _sha256(value: Any, path: str) -> str | None:
+    if value is None:
+        return None
+    text = string(value, path, "a SHA-256 digest: 64 hexadecimal digits")
+    if not SHA256.fullmatch(text):
+        raise SpecError.at(path, f"expected a SHA-256 digest of 64 hexadecimal digits, got {shown(text)}")
+    return text.lower()
 
 
 def _resources(r: Reader, value: Any, path: str) -> tuple[Resources | None, list[str] | None]:
@@ -284,6 +315,9 @@ def _program(r: Reader, value: Any, path: str, port_names: list[str] | None) -> 
     mark = r.mark()
     version = r.field(sec, "version", path, _version, "")
     package = r.field(sec, "package", path, optional_url, None)
+    sha256 = r.field(sec, "sha256", path, _sha256, None)
+    if sha256 is not None and sec.get("package") is None:
+        r.error(join(path, "sha256"), "a digest needs a package to check: set program.package too")
     deploy = r.field(sec, "deploy", path, optional_command, None)
     start = r.field(sec, "start", path, command, "")
     stop = r.field(sec, "stop", path, optional_command, None)
@@ -291,8 +325,8 @@ def _program(r: Reader, value: Any, path: str, port_names: list[str] | None) -> 
     data = _data(r, sec.get("data"), join(path, "data"))
     if not r.clean_since(mark):
         return None
-    return Program(version=version, package=package, deploy=deploy, start=start, stop=stop, health=health,
-                   data=data)
+    return Program(version=version, package=package, sha256=sha256, deploy=deploy, start=start, stop=stop,
+                   health=health, data=data)
 
 
 def _health(r: Reader, value: Any, path: str, port_names: list[str] | None) -> HealthCheck | None:
@@ -321,13 +355,14 @@ def _health(r: Reader, value: Any, path: str, port_names: list[str] | None) -> H
 def _data(r: Reader, value: Any, path: str) -> DataPackage | None:
     if value is None:
         return None
-    sec = r.mapping(value, path, ("package", "reload"), required=("package",),
-                    what="{package: <url>, reload: <shell command>}")
+    sec = r.mapping(value, path, ("package", "reload", "sha256"), required=("package",),
+                    what="{package: <url>, reload: <shell command>, sha256: <digest>}")
     if sec is None:
         return None
     package = r.field(sec, "package", path, url, "")
     reload = r.field(sec, "reload", path, optional_command, None)
-    return DataPackage(package=package, reload=reload)
+    sha256 = r.field(sec, "sha256", path, _sha256, None)
+    return DataPackage(package=package, reload=reload, sha256=sha256)
 
 
 def _update(r: Reader, value: Any, path: str) -> UpdatePolicy:

@@ -161,6 +161,29 @@ def test_disk_quota_inside_the_container(manager: ContainerManager) -> None:
     assert image is not None and os.stat(image).st_blocks * 512 <= 32 << 20
 
 
+def test_the_work_dir_is_a_disk_of_its_own(net: TestNetwork, agent_dirs: dict[str, str], agent_id: str) -> None:
+    """/galaxy/work fills up with ENOSPC at the Agent's work_disk size: the host's filesystem keeps its
+    space whatever a service writes there; destroy leaves no image, loop or mount."""
+    with net.host(1).netns():
+        mgr = ContainerManager(agent_id, agent_dirs["state"], settings_for(agent_dirs, work_disk=16 << 20))
+        mgr.start()
+        try:
+            script = ("dd if=/dev/zero of=/galaxy/work/fill bs=1M count=64 2>/galaxy/work/dd.err; "
+                      "echo $? > /galaxy/work/rc; exec sleep 60")
+            mgr.create(request("work-0", ["sh", "-c", script], disks=[], ports=[]))
+            work = mgr.container_dir("work-0") / "work"
+            wait_until(lambda: (work / "rc").exists() and (work / "rc").read_text().strip(), timeout=30,
+                       what="dd to finish")
+            assert (work / "rc").read_text().strip() != "0"
+            assert "No space left" in (work / "dd.err").read_text()
+            image = mgr.container_dir("work-0") / "work.img"
+            assert os.stat(image).st_blocks * 512 <= 16 << 20
+            assert mgr.destroy("work-0") is True
+            assert leftovers(mgr, "work-0") == [] and not image.exists()
+        finally:
+            mgr.purge()
+
+
 def test_logs_tail_and_follow_after_exit(manager: ContainerManager) -> None:
     script = "mkdir -p /galaxy/work/log; for i in 1 2 3 4 5; do echo line$i; done > /galaxy/work/log/stdout.log"
     manager.create(request("log-0", ["sh", "-c", script], disks=[], ports=[]))

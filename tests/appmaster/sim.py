@@ -23,6 +23,7 @@ from galaxy.coord import LeaderInfo, Paths, publish_leader, watch_leader
 from galaxy.errors import Conflict, NotFound
 from galaxy.mesh import Keypair, KeyRing, Request, Server, wire
 from galaxy.protocol.pod import EXEC_RESULT, REPORT
+from galaxy.protocol.podtoken import SEED_VAR, TOKEN_FIELD, pod_token
 
 
 # ---- ResMan ------------------------------------------------------------------------------------------
@@ -186,6 +187,7 @@ class SimWorker:
     in_flight: int | None = None
     sent_at: float = 0.0
     commands: list[str] = field(default_factory=list)
+    token: str = ""                       # the pod token the Agent would have derived (podtoken)
 
     def set(self, status: str, **kw: Any) -> None:
         self.status = status
@@ -197,7 +199,8 @@ class SimWorker:
     def report(self) -> dict[str, Any]:
         return {"pod": self.pod, "job": self.job, "status": self.status, "version": self.version,
                 "host": "sim", "exit_code": self.exit_code, "signal": self.signal, "restarts": self.restarts,
-                "endpoint": {"address": "127.0.0.1", "ports": self.ports}, "message": self.message, "seq": self.seq}
+                "endpoint": {"address": "127.0.0.1", "ports": self.ports}, "message": self.message, "seq": self.seq,
+                TOKEN_FIELD: self.token}
 
 
 class SimFleet:
@@ -229,7 +232,8 @@ class SimFleet:
         env = group["container"]["env"]
         keys = Keypair(env["GALAXY_WORKER_PUB"], env["GALAXY_WORKER_KEY"])
         worker = SimWorker(container["id"], group["group"], keys, dict(container["ports"]),
-                           fail_start=set(self.default_fail), batch_exit=self.batch_exit)
+                           fail_start=set(self.default_fail), batch_exit=self.batch_exit,
+                           token=pod_token(env[SEED_VAR], container["id"]))
         with self._lock:
             self._pending_add.append(worker)
 
@@ -365,5 +369,5 @@ class SimFleet:
         elif verb == "exec":
             ex = body["exec"]
             result = {"pod": w.pod, "exec_id": ex["exec_id"], "exit_code": 0,
-                      "stdout": f"{w.pod}:{ex['command']}", "stderr": ""}
+                      "stdout": f"{w.pod}:{ex['command']}", "stderr": "", TOKEN_FIELD: w.token}
             w.sock.send(wire.encode(next(self._ids), wire.EVT, EXEC_RESULT, result))

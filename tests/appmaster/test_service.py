@@ -11,6 +11,7 @@ import pytest
 from galaxy.coord import Naming
 from galaxy.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from galaxy.mesh import Client, Keypair
+from galaxy.protocol.podtoken import SEED_VAR, TOKEN_FIELD, pod_token
 from tests.appmaster.conftest import AppMasterCluster, wait_until
 
 pytestmark = pytest.mark.zk
@@ -201,3 +202,24 @@ def test_a_worker_cannot_speak_for_another_job_or_pod(am_cluster: AppMasterClust
     with Client(leader.endpoint, leader.public_key, keys, "someone-else", timeout=3.0, retries=0) as rogue:
         with pytest.raises(PermissionDenied):
             rogue.call("pod.report", {"pod": pod_a, "job": "a", "status": "RUNNING"})
+
+
+def test_a_pod_speaks_only_for_itself_even_with_its_jobs_key(am_cluster: AppMasterCluster) -> None:
+    """All pods of a job share its transport key; the pod token (derived by the Agent from the job's
+    seed, which no container holds) is what names one pod: another pod's token, or none, is refused."""
+    am_cluster.start_appmaster("am-1")
+    alice = am_cluster.client()
+    alice.call("job.submit", {"spec": spec("a", replicas=2)})
+    wait_state(alice, "a", "RUNNING")
+    env = am_cluster.resman.groups["a"]["container"]["env"]
+    keys = Keypair(env["GALAXY_WORKER_PUB"], env["GALAXY_WORKER_KEY"])
+    first, second = sorted(am_cluster.resman.groups["a"]["containers"])
+    leader = am_cluster.leader()
+    report = {"pod": second, "job": "a", "status": "RUNNING"}
+    with Client(leader.endpoint, leader.public_key, keys, second, timeout=3.0, retries=0) as rogue:
+        with pytest.raises(PermissionDenied):
+            rogue.call("pod.report", {**report, TOKEN_FIELD: pod_token(env[SEED_VAR], first)})
+        with pytest.raises(PermissionDenied):
+            rogue.call("pod.report", report)
+        reply = rogue.call("pod.report", {**report, TOKEN_FIELD: pod_token(env[SEED_VAR], second)})
+        assert "command" in reply

@@ -98,9 +98,9 @@ def test_http_fetch_and_a_clear_error_for_a_missing_package(http_root: tuple[str
     dest.mkdir()
     assert unpack(fetch(f"{base}/web-3.tgz", dest), dest)
     assert (dest / "index.html").read_text() == "three"
-    with pytest.raises(DeployError, match="cannot fetch package"):
+    with pytest.raises(DeployError, match="missing.tgz: cannot fetch it: HTTP Error 404"):
         fetch(f"{base}/missing.tgz", dest)
-    with pytest.raises(DeployError, match="cannot read package"):
+    with pytest.raises(DeployError, match="missing.tgz: cannot read it: No such file"):
         fetch(f"file://{tmp_path}/missing.tgz", dest)
     with pytest.raises(DeployError, match="unsupported scheme"):
         fetch("ftp://example.invalid/x.tgz", dest)

@@ -1,7 +1,8 @@
-"""The canned AppMaster's multi-tenancy methods: users, grants, quotas, usage and pools in memory.
+"""The canned AppMaster's multi-tenancy methods: users, grants, quotas, usage, pools and pool policies
+in memory.
 
 Built from the real records and checks (``galaxy.tenancy``: ``User``, ``Quota``, ``job_demand``,
-``check_quota``), so what the SDK and CLI are shown — a record, a refused quota with its figures — is
+``check_quota``, ``PoolPolicy``, ``check_policy``), so what the SDK and CLI are shown — a record, a refused quota with its figures — is
 what a real AppMaster would send. A user made here is admitted to the replicas' KeyRing at once, so a
 test can log in with the key file ``galaxy user create`` wrote. The canned cluster's own user
 (``alice``) is an administrator; anyone else holds only what they were granted.
@@ -17,6 +18,7 @@ from galaxy.errors import Conflict, NotFound, PermissionDenied
 from galaxy.mesh import KeyRing
 from galaxy.spec import parse_job
 from galaxy.tenancy.model import DEFAULT_POOL, Quota, User, check_pool_name, check_user_name
+from galaxy.tenancy.policy import PoolPolicy, check_policy, policy_record, policy_reply
 from galaxy.tenancy.quota import Demand, check_quota, job_demand, total
 
 HOUR = 3600.0
@@ -31,6 +33,7 @@ class TenancyState:
         self.users: dict[str, User] = {admin: User(admin, admin_key, admin=True, created=time.time() - 86400)}
         self.pools: dict[str, str] = {DEFAULT_POOL: "where hosts go unless told otherwise"}
         self.usage: dict[str, Any] | None = None   # a test sets the report user.usage answers with
+        self.policies: dict[str, dict[str, Any]] = {}   # pool -> stored policy record
 
     # ---- who may --------------------------------------------------------------------------------
 
@@ -67,12 +70,13 @@ class TenancyState:
                      if job["owner"] == name and job["job"] != but)
 
     def check_submit(self, key_name: str | None, spec_body: Any) -> None:
-        """What the AppMaster does before a submit: a declared pool, then the owner's quota."""
+        """What the AppMaster does before a submit: a declared pool, its policy, then the owner's quota."""
         spec = parse_job(spec_body)
         if spec.pool not in self.pools:
             raise NotFound(f"no pool {spec.pool!r}: an administrator declares it with `galaxy pool create`",
                            field="pool")
         user = self.caller(key_name)
+        check_policy(spec.pool, PoolPolicy.from_dict(self.policies.get(spec.pool)), spec, user.name)
         check_quota(user.name, user.quota, self.used(user.name), job_demand(spec))
 
     def quota_reply(self, user: User) -> dict[str, Any]:
@@ -85,7 +89,8 @@ class TenancyState:
                 "user.list": self.user_list, "user.show": self.user_show, "user.grant": self.user_grant,
                 "user.revoke": self.user_revoke, "quota.set": self.quota_set, "quota.show": self.quota_show,
                 "user.usage": self.user_usage, "pool.create": self.pool_create, "pool.list": self.pool_list,
-                "pool.delete": self.pool_delete}
+                "pool.delete": self.pool_delete, "pool.policy.show": self.pool_policy_show,
+                "pool.policy.set": self.pool_policy_set}
 
     def whoami(self, body: dict[str, Any], key_name: str | None) -> Any:
         me = self.caller(key_name)
@@ -171,7 +176,26 @@ class TenancyState:
                            "the default pool cannot be deleted", field="pool",
                            details={"hosts": row["hosts"], "jobs": row["jobs"]})
         del self.pools[pool]
+        self.policies.pop(pool, None)
         return {"pool": pool, "deleted": True}
+
+    def pool_policy_show(self, body: dict[str, Any], key_name: str | None) -> Any:
+        me = self.caller(key_name)
+        pool = check_pool_name(body.get("pool"))
+        if not me.admin and pool not in me.grants:
+            raise PermissionDenied(f"user {me.name!r} holds no grant on pool {pool!r}", field="pool")
+        if pool not in self.pools:
+            raise NotFound(f"pool {pool!r} is not declared", field="pool")
+        return policy_reply(pool, self.policies.get(pool))
+
+    def pool_policy_set(self, body: dict[str, Any], key_name: str | None) -> Any:
+        me = self.admin(key_name)
+        pool = check_pool_name(body.get("pool"))
+        policy = PoolPolicy.from_dict(body.get("policy") or {})
+        if pool not in self.pools:
+            raise NotFound(f"pool {pool!r} is not declared", field="pool")
+        self.policies[pool] = policy_record(pool, policy, me.name, time.time())
+        return policy_reply(pool, self.policies[pool])
 
     def _pool_row(self, pool: str) -> dict[str, Any]:
         jobs = sum(job["pool"] == pool for job in self.jobs.values())

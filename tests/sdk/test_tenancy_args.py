@@ -62,3 +62,20 @@ def test_since_reads_durations_dates_and_epochs() -> None:
         with pytest.raises(InvalidInput, match="24h") if bad != -1 else pytest.raises(InvalidInput) as caught:
             parse_since(bad, now)
         assert caught.value.field == "since"
+
+
+def test_policy_rules_take_the_cli_forms_and_come_out_normalised() -> None:
+    from galaxy.sdk import policy_body
+    from galaxy.sdk._tenancy import host_path_rule
+
+    assert policy_body() == {"root_users": [], "host_paths": [], "package_sources": [], "capabilities": []}
+    body = policy_body(root_users=("carol", "bob"), host_paths=["/b:rw", "/a", {"path": "/c", "writable": False}],
+                       package_sources=["https://h:8443/x/"], capabilities=["chown"])
+    assert body == {"root_users": ["bob", "carol"],
+                    "host_paths": [{"path": "/a", "writable": False}, {"path": "/b", "writable": True},
+                                   {"path": "/c", "writable": False}],
+                    "package_sources": ["https://h:8443/x"], "capabilities": ["CHOWN"]}
+    assert host_path_rule("/srv/a:b:ro", "x") == {"path": "/srv/a:b", "writable": False}
+    with pytest.raises(InvalidInput) as caught:
+        policy_body(root_users="bob")
+    assert caught.value.field == "root_users"

@@ -101,6 +101,16 @@ CASES: list[tuple[str, Any, str, str]] = [
     ("program.health", "tcp", "program.health", "expected {tcp"),
     ("program.data", {"reload": "x"}, "program.data.package", "required"),
     ("program.data.package", "s3://b/k", "program.data.package", "file://, http:// or https://"),
+    ("program.sha256", "abc", "program.sha256", "64 hexadecimal digits"),
+    ("program.sha256", "g" * 64, "program.sha256", "64 hexadecimal digits"),
+    ("program.sha256", 5, "program.sha256", "SHA-256"),
+    ("program.data.sha256", "0" * 63, "program.data.sha256", "64 hexadecimal digits"),
+    ("program.data.sha265", "0" * 64, "program.data.sha265", "did you mean 'sha256'"),
+    # capabilities
+    ("capabilities", ["NET_BIND_SERVICE", "CAP_NOPE"], "capabilities[1]", "unknown capability 'CAP_NOPE'"),
+    ("capabilities", "NET_BIND_SERVICE", "capabilities", "expected a list of capability names"),
+    ("capabilities", [7], "capabilities[0]", "capability name"),
+    ("capabilites", [], "capabilites", "did you mean 'capabilities'"),
     # update and restart
     ("update.step", 0, "update.step", "at least 1"),
     ("update.step", "0%", "update.step", "1% to 100%"),

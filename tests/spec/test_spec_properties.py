@@ -35,6 +35,9 @@ texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters
 commands = texts
 urls = st.sampled_from(["file:///srv/pkg/a.tar.gz", "http://pkg.example/x.tgz",
                         "https://pkg.example:8443/deep/path/v1.tar.gz?sig=abc", "file://localhost/p/q"])
+digests = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
+capability_names = st.lists(st.sampled_from(["NET_BIND_SERVICE", "CHOWN", "NET_RAW", "SYS_NICE"]), unique=True,
+                            max_size=3).map(lambda names: tuple(sorted(names)))
 seconds = st.integers(min_value=1, max_value=86400 * 1000).map(lambda ms: ms / 1000)
 check_seconds = st.integers(min_value=1, max_value=3600 * 1000).map(lambda ms: ms / 1000)
 
@@ -68,11 +71,13 @@ def job_specs(draw: st.DrawFn) -> JobSpec:
         *([st.builds(HealthCheck, tcp=st.sampled_from(port_names), interval=check_seconds, timeout=check_seconds)]
           if port_names else []),
     ))
+    package = draw(st.none() | urls)
     program = Program(version=draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._+:~-]{0,12}", fullmatch=True)),
-                      package=draw(st.none() | urls), deploy=draw(st.none() | commands),
+                      package=package, sha256=None if package is None else draw(st.none() | digests),
+                      deploy=draw(st.none() | commands),
                       start=draw(commands), stop=draw(st.none() | commands), health=health,
                       data=draw(st.none() | st.builds(DataPackage, package=urls,
-                                                      reload=st.none() | commands)))
+                                                      reload=st.none() | commands, sha256=st.none() | digests)))
     percent = draw(st.booleans())
     update = UpdatePolicy(step=draw(st.integers(1, 100)), step_is_percent=percent,
                           pause_between=draw(st.integers(0, 86400 * 1000)) / 1000,
@@ -84,7 +89,8 @@ def job_specs(draw: st.DrawFn) -> JobSpec:
                    pool=draw(label_names), replicas=draw(st.integers(0, 100_000)),
                    max_per_host=draw(st.none() | st.integers(1, 100)), resources=res, program=program,
                    user=draw(st.from_regex(r"[a-z_][a-z0-9_-]{0,10}", fullmatch=True)),
-                   env=draw(st.dictionaries(env_names, texts | st.just(""), max_size=4)), update=update,
+                   env=draw(st.dictionaries(env_names, texts | st.just(""), max_size=4)),
+                   capabilities=draw(capability_names), update=update,
                    restart=RestartPolicy(max_retries=draw(st.integers(0, 1000)), backoff_min=lo, backoff_max=hi))
 
 

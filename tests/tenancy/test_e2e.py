@@ -178,3 +178,63 @@ def test_removed_and_unknown_keys_get_no_answer(cluster: LocalCluster) -> None:
     config_for(cluster, "stranger", stranger)
     err = refused(cluster, "stranger", "job", "list")
     assert "timeout" in err.lower() or "no answer" in err.lower() or "unreachable" in err.lower(), err
+
+
+PACKAGED = """\
+name: NAME
+replicas: 1
+resources: {cpu: 0.1, memory: 64Mi}
+program:
+  version: "1"
+  package: PACKAGE
+  deploy: tar xzf app.tgz
+  start: sh ./run.sh
+"""
+
+
+def test_pool_policy_refuses_at_submit_and_binds_its_package_directory(cluster: LocalCluster) -> None:
+    """Issue 13, item 3: the administrator's policy, the user's refused submit naming the field, and a
+    file:// package from an allowed directory deployed through the read-only bind the Agent adds."""
+    import io
+    import shutil
+    import tarfile
+    import tempfile
+
+    new_user(cluster, "dora")
+    ok(cluster, "admin", "user", "grant", "dora", "default", "all")
+    packages = Path(tempfile.mkdtemp(prefix="galaxy-e2e-packages-", dir="/var/tmp"))   # /tmp: the container's own
+    try:
+        script = b"echo deployed from an allowed package directory; exec sleep 600\n"
+        with tarfile.open(packages / "app.tgz", "w:gz") as tar:
+            info = tarfile.TarInfo("run.sh")
+            info.size, info.mode = len(script), 0o755
+            tar.addfile(info, io.BytesIO(script))
+        packages.chmod(0o755)
+        (packages / "app.tgz").chmod(0o644)
+
+        def packaged(name: str, url: str) -> str:
+            path = cluster.base / f"{name}.yaml"
+            path.write_text(PACKAGED.replace("NAME", name).replace("PACKAGE", url))
+            return str(path)
+
+        before = zk_jobs(cluster)
+        err = refused(cluster, "dora", "job", "submit", packaged("pkg", f"file://{packages}/app.tgz"))
+        assert "program.package: pool 'default' policy allows no package from" in err, err
+        assert "rule package_sources: none allowed" in err and zk_jobs(cluster) == before
+        assert "administrator" in refused(cluster, "dora", "pool", "policy", "set", "default",
+                                          "--package-sources", f"file://{packages}")
+        ok(cluster, "admin", "pool", "policy", "set", "default", "--package-sources", f"file://{packages}")
+        assert as_json(cluster, "dora", "pool", "policy", "show", "default")["package_sources"] == [
+            f"file://{packages}"]
+        err = refused(cluster, "dora", "job", "submit", packaged("shadow", "file:///etc/shadow"))
+        assert "built-in deny list" in err and zk_jobs(cluster) == before
+
+        ok(cluster, "dora", "job", "submit", packaged("pkg", f"file://{packages}/app.tgz"))
+
+        def running() -> bool:
+            return bool(as_json(cluster, "dora", "job", "show", "pkg")["state"] == "RUNNING")
+        poll("the packaged job to run", running, timeout=120)
+        ok(cluster, "dora", "job", "remove", "pkg")
+    finally:
+        ok(cluster, "admin", "pool", "policy", "set", "default")
+        shutil.rmtree(packages, ignore_errors=True)
