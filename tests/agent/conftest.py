@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,18 @@ def manager(net: TestNetwork, agent_dirs: dict[str, str], agent_id: str) -> Iter
             yield mgr
         finally:
             mgr.purge()
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[TestNetwork, Any, Path]]:
+    """A test host with a stand-in ResMan (tests/agent/test_daemon.py's FakeResMan) for a real Agent daemon."""
+    from tests.agent.test_daemon import FakeResMan
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    with TestNetwork(hosts=1) as net:
+        resman = FakeResMan(net.host(1), tmp_path)
+        try:
+            yield net, resman, tmp_path
+        finally:
+            resman.close()

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,18 +61,6 @@ class FakeResMan:
         self.client.stop()
         self.client.close()
         self.zk.stop()
-
-
-@pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[TestNetwork, FakeResMan, Path]]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    with TestNetwork(hosts=1) as net:
-        resman = FakeResMan(net.host(1), tmp_path)
-        try:
-            yield net, resman, tmp_path
-        finally:
-            resman.close()
 
 
 def agent_config(tmp_path: Path, resman: FakeResMan, host: TestHost) -> Path:

@@ -4,10 +4,8 @@ a real `galaxy-agent` on a test host, the policy written to ZooKeeper as the App
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +22,14 @@ from tests.agent.test_daemon import FakeResMan, agent_config, clean_agent, start
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
 
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[tuple[TestNetwork, FakeResMan, Path]]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    with TestNetwork(hosts=1) as net:
-        resman = FakeResMan(net.host(1), tmp_path)
-        try:
-            yield net, resman, tmp_path
-        finally:
-            resman.close()
-
-
 def body(cid: str, **over: Any) -> dict[str, Any]:
     return {"id": cid, "group": cid.split(".")[0], "cpu": 0.1, "memory": 32 << 20, "user": "nobody",
             "owner": "alice", "argv": ["sleep", "600"], **over}
 
 
 def test_a_create_outside_the_pool_policy_is_refused_and_package_dirs_are_bound_read_only(
-        host: tuple[TestNetwork, FakeResMan, Path]) -> None:
-    net, resman, tmp_path = host
+        setup: tuple[TestNetwork, FakeResMan, Path]) -> None:
+    net, resman, tmp_path = setup
     data, other = tmp_path / "data", tmp_path / "other"
     packages = Path(tempfile.mkdtemp(prefix="galaxy-test-packages-", dir="/var/tmp"))  # /tmp is the container's own
     for d in (data, other):

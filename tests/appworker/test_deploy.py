@@ -5,12 +5,8 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import threading
 import time
 import zipfile
-from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -75,20 +71,6 @@ def test_zip_slip_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="escapes"):
         unpack(archive, dest)
     assert not (tmp_path / "evil.txt").exists()
-
-
-@pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    root = tmp_path / "www"
-    root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_http_fetch_and_a_clear_error_for_a_missing_package(http_root: tuple[str, Path], tmp_path: Path) -> None:

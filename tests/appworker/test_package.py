@@ -10,7 +10,6 @@ import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
-from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -164,24 +163,6 @@ def test_the_child_writes_with_the_users_rights_only(work_root: Path, reaper: Re
     with pytest.raises(DeployError, match="ok.tgz: cannot store it: Permission denied"):
         ws.fill(reaper, guarded, url)
     assert list(guarded.iterdir()) == []
-
-
-@pytest.fixture
-def http_root(work_root: Path) -> Iterator[tuple[str, Path]]:
-    root = work_root / "www"
-    root.mkdir()
-    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None  # type: ignore[assignment,attr-defined]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.timeout = 5
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_an_http_package_with_its_sha256(http_root: tuple[str, Path], work_root: Path, reaper: Reaper) -> None:
