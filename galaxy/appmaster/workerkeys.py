@@ -1,9 +1,10 @@
-"""Per-job CURVE keys for AppWorkers: a worker may speak for its own job and pod, nothing else.
+"""Per-job CURVE keys and per-pod tokens for AppWorkers: a worker may speak for its own pod only.
 
 Each job gets one keypair at submit; the secret goes into the container's env (from where the worker
 takes it and hides it from the service), the public key into the AppMaster's KeyRing as
 `worker:<job>`. A `pod.report` is accepted only over a connection made with that key, for that job,
-from the routing identity of the pod itself.
+from the routing identity of the pod itself, carrying the pod's own token (galaxy/protocol/podtoken.py):
+the job key is shared by all its pods, the token is not.
 """
 
 from __future__ import annotations
