@@ -49,6 +49,7 @@ from galaxy.protocol.podtoken import seed_to_token
 log = logging.getLogger(__name__)
 
 APPWORKER_MODULE = "galaxy.appworker.main"
+
 ZYGOTE_SWITCH = "GALAXY_ZYGOTE"
 """Set to ``off`` in the Agent's environment to launch every container by exec (for comparisons)."""
 
@@ -136,6 +137,7 @@ class ContainerManager:
                **{f"GALAXY_PORT_{name.upper().replace('-', '_')}": str(port)
                   for name, port in record.ports.items()},
                **seed_to_token(req.env, req.id), **self.master_hint}
+
         mounts = [BindMount(d.mount_point, d.path, False) for d in record.disks]
         mounts += [BindMount(m.host, m.path, m.readonly) for m in req.mounts]
         return ContainerSpec(
@@ -260,6 +262,10 @@ class ContainerManager:
             spec = self.spec_for(record)
             self._ensure_work(record, spec.work_dir)
             os.chown(spec.work_dir, uid, gid)  # the service writes its deploy and logs there
+            self.driver.ensure(spec.cgroup, spec.limits)  # before launch: the reply filter names it
+            network_path = self.driver.network_path(spec.cgroup)
+            if network_path is not None:
+                self.ports.confine(req.id, network_path)
             proc = launch(spec, self.driver, self.zygote)
         except BaseException:
             self._teardown(record)

@@ -239,6 +239,11 @@ class CgroupDriver(ABC):
     def oom_counter_file(self, name: str) -> str | None:
         """A ``key value`` file whose ``oom_kill`` line counts OOM kills in the cgroup."""
 
+    @abstractmethod
+    def network_path(self, name: str) -> str | None:
+        """The cgroup's path in the v2 hierarchy, as iptables' ``-m cgroup --path`` names it: the
+        container's sockets belong to it (galaxy.ports matches its replies); None without one."""
+
     def release(self, name: str) -> None:
         """Kill everything inside, then remove the cgroup. Idempotent: a missing cgroup is fine."""
         check_name(name)

@@ -28,7 +28,9 @@ from galaxy.isolate._cgroup import (
 from galaxy.isolate._errors import IsolateError
 
 REQUIRED = ("cpu", "memory", "pids")
-OPTIONAL = ("cpuacct", "freezer", "devices")
+OPTIONAL = ("cpuacct", "freezer", "devices", "unified")
+"""``unified``: the v2 hierarchy a hybrid host mounts beside v1 (no controllers in it). A container is a
+member there too, only so that iptables can tell its sockets apart (``network_path``)."""
 
 DEVICES_ALLOWED = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
                    "c 5:2 rwm", "c 136:* rwm")
@@ -52,6 +54,8 @@ class CgroupV1Driver(CgroupDriver):
         self.fs = fs or CgroupFs()
         self._dirs = {c: os.path.join(hierarchies[c], bases.get(c, "/").strip("/"))
                       for c in (*REQUIRED, *OPTIONAL) if c in hierarchies}
+        unified_base = bases.get("unified", "/").strip("/")
+        self._unified_base = f"/{unified_base}" if unified_base else ""
         self._real = {c: os.path.realpath(d) for c, d in self._dirs.items()}
 
     def __repr__(self) -> str:
@@ -221,6 +225,10 @@ class CgroupV1Driver(CgroupDriver):
     def join_files(self, name: str) -> builtins.list[str]:
         check_name(name)
         return [f"{p}/cgroup.procs" for p in self._unique_paths(name)]
+
+    def network_path(self, name: str) -> str | None:
+        check_name(name)
+        return f"{self._unified_base}/{name}" if "unified" in self._dirs else None
 
     def oom_counter_file(self, name: str) -> str | None:
         check_name(name)

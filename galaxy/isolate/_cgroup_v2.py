@@ -43,12 +43,17 @@ class CgroupV2Driver(CgroupDriver):
     def __init__(self, mount: str, base: str = "/", fs: CgroupFs | None = None) -> None:
         self.fs = fs or CgroupFs()
         self.top = os.path.join(mount, base.strip("/")).rstrip("/")
+        self.base = "/" + base.strip("/") if base.strip("/") else ""
 
     def __repr__(self) -> str:
         return f"CgroupV2Driver({self.top!r})"
 
     def path(self, name: str) -> str:
         return os.path.join(self.top, name)
+
+    def network_path(self, name: str) -> str | None:
+        check_name(name)
+        return os.path.join(self.base, name)
 
     # -- ensure --------------------------------------------------------------------------------------
     def _make(self, name: str) -> str:

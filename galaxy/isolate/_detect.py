@@ -46,6 +46,8 @@ def v1_hierarchies(root: str) -> dict[str, str]:
         path = os.path.join(root, entry)
         if not os.path.isdir(path):
             continue
+        if entry == "unified" and not os.path.exists(os.path.join(path, "cgroup.controllers")):
+            continue  # only a real cgroup2 mount
         for controller in entry.split(","):
             if controller in (*REQUIRED, *OPTIONAL) and (controller == entry or controller not in found):
                 found[controller] = path
@@ -68,7 +70,8 @@ def detect_cgroups(root: str = "/sys/fs/cgroup", *, base: str | dict[str, str] |
     if not any(c in hierarchies for c in REQUIRED):
         raise IsolateError(f"no cgroup hierarchy found under {root}", field="cgroup")
     if base is None:
-        bases = own_cgroups()[0]
+        v1, v2 = own_cgroups()
+        bases = {**v1, "unified": v2}
     elif isinstance(base, str):
         bases = dict.fromkeys(hierarchies, base)
     else:

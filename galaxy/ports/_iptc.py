@@ -42,6 +42,7 @@ except Exception as exc:  # noqa: BLE001 - libiptc/libxtables missing or unloada
 
 FILTER = "filter"
 INPUT = "INPUT"
+OUTPUT = "OUTPUT"
 XTABLES_LOCK = "/run/xtables.lock"
 XTABLES_LOCK_WAIT_S = 10.0
 
@@ -203,6 +204,46 @@ class FilterBatch:
             return rule
         except _LIB_ERRORS as exc:
             raise PortError(f"cannot build a jump to {chain}: {exc}") from exc
+
+    def cgroup_jump_rule(self, path: str, chain: str, comment: str) -> Any:
+        """``-m cgroup --path <path> -m comment --comment <comment> -j <chain>`` (the cgroup must exist)."""
+        try:
+            rule = self._rule_cls()
+            rule.create_match("cgroup").path = path
+            rule.create_match("comment").comment = comment
+            rule.create_target(chain)
+            return rule
+        except _LIB_ERRORS as exc:
+            raise PortError(f"cannot build a jump for cgroup {path}: {exc}") from exc
+
+    def sport_rule(self, protocol: str, sport: int, target: str) -> Any:
+        """``-p <protocol> --sport <sport> -j <target>``."""
+        try:
+            rule = self._rule_cls()
+            rule.protocol = protocol
+            rule.create_match(protocol).sport = str(sport)
+            rule.create_target(target)
+            return rule
+        except _LIB_ERRORS as exc:
+            raise PortError(f"cannot build rule -p {protocol} --sport {sport}: {exc}") from exc
+
+    def reply_rule(self, target: str) -> Any:
+        """``-m conntrack --ctdir REPLY -j <target>``: packets answering a flow begun elsewhere."""
+        try:
+            rule = self._rule_cls()
+            rule.create_match("conntrack").ctdir = "REPLY"
+            rule.create_target(target)
+            return rule
+        except _LIB_ERRORS as exc:
+            raise PortError(f"cannot build a conntrack reply rule: {exc}") from exc
+
+    def delete_at(self, chain: str, index: int) -> None:
+        """Delete the rule at ``index`` (0-based) of ``chain``."""
+        handle = self._table._handle
+        ret = self._table._iptc.iptc_delete_num_entry(chain.encode(), index, handle)
+        if ret != 1:
+            raise PortError(f"iptables: cannot delete rule {index} of {chain}")
+        self.changed = True
 
     def rule_from(self, view: RuleView) -> Any:
         """Rebuild a rule Galaxy made from its decoded view (to delete it by content)."""

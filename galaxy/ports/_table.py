@@ -24,6 +24,7 @@ from galaxy.errors import InvalidInput, ResourceUnavailable
 from galaxy.ports._firewall import NOTE_MAX, PortFirewall, chain_name, check_owner
 from galaxy.ports._iptc import check_iptables
 from galaxy.ports._probe import port_is_free
+from galaxy.ports._replies import ReplyFilter
 from galaxy.ports._sysctl import (
     Span,
     ephemeral_range,
@@ -54,6 +55,7 @@ class PortTable:
         self.lo = lo
         self.hi = hi
         self.firewall = PortFirewall(owner_tag, lo, hi) if firewall else None
+        self.replies = ReplyFilter(owner_tag) if firewall else None
         self.reserve = reserve
         self._probe = probe
         self.ephemeral_overlap: Span | None = None
@@ -83,6 +85,8 @@ class PortTable:
                     self._kept_reserved = known if known is not None else before
             if self.firewall is not None:
                 self.firewall.ensure_chain(self._note())
+            if self.replies is not None:
+                self.replies.ensure_chain()
             self._ensured = True
 
     def adopt(self) -> dict[int, str]:
@@ -112,6 +116,9 @@ class PortTable:
             if self.firewall is not None:
                 self._ensure_once()
                 self.firewall.reconcile(wanted, self._note())
+            if self.replies is not None:  # a crash's leftovers; the kept owners' rules stay in force
+                for owner in self.replies.owners() - set(assignments):
+                    self.replies.release(owner)
             self._set(wanted)
 
     def close(self, remove_rules: bool = True) -> None:
@@ -124,6 +131,8 @@ class PortTable:
             if remove_rules:
                 if self.firewall is not None:
                     self.firewall.remove_chain()
+                if self.replies is not None:
+                    self.replies.remove_chain()
                 if self.reserve:
                     unreserve_ephemeral(self.lo, self.hi, keep=self._kept_reserved or ())
             self._set({})
@@ -168,9 +177,18 @@ class PortTable:
             self._by_owner.setdefault(owner, []).extend(chosen)
             return chosen
 
+    def confine(self, owner: str, cgroup_path: str) -> None:
+        """Let ``owner``'s sockets (v2 cgroup ``cgroup_path``, existing) answer on its ports only: any
+        port, in the range or not, it was not given stays unreachable (see ``_replies``)."""
+        with self._lock:
+            if self.replies is not None:
+                self.replies.confine(owner, cgroup_path, self._by_owner.get(owner, []))
+
     def release(self, owner: str) -> list[int]:
         """Drop every hold of ``owner`` (and its rules); returns the ports freed. Unknown owner: []."""
         with self._lock:
+            if self.replies is not None:
+                self.replies.release(owner)
             ports = self._by_owner.get(owner, [])
             if not ports:
                 return []

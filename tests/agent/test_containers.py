@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from galaxy.agent.containers import ContainerManager
 from galaxy.errors import Conflict, InvalidInput, ResourceUnavailable
 from galaxy.isolate import IsolateError
 from galaxy.protocol import ContainerRequest
-from galaxy.testing.netns import TestNetwork, wait_until
+from galaxy.testing.netns import TestHost, TestNetwork, wait_until
 from tests.agent.conftest import settings_for
 
 pytestmark = [pytest.mark.root, pytest.mark.netns]
@@ -67,6 +68,49 @@ def test_create_serves_on_its_port_and_destroy_leaves_nothing(manager: Container
     assert leftovers(manager, "web-0") == []
     assert other.tcp_probe(net.host(1).address, port) != "open"
     assert manager.destroy("web-0") is False
+
+
+LISTEN_ALL = """
+import socket, sys, threading, time
+def serve(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen()
+    while True:
+        conn = s.accept()[0]
+        conn.sendall(b"hostile")
+        conn.close()
+for port in map(int, sys.argv[1:]):
+    threading.Thread(target=serve, args=(port,), daemon=True).start()
+time.sleep(120)
+"""
+
+
+def fetch(host: TestHost, address: str, port: int) -> bytes:
+    """What a peer receives from ``address:port`` within a second (b"" for nothing at all)."""
+    with host.netns():
+        sock = socket.socket()
+    with sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect((address, port))
+            return sock.recv(64)
+        except OSError:
+            return b""
+
+
+def test_a_container_answers_only_on_the_ports_it_was_given(manager: ContainerManager, net: TestNetwork) -> None:
+    """Containers share the host's network: a service may listen on any free port, but only on the
+    ports it was given does anything it sends reach another host, outside the Agent's range as much
+    as inside it; its own outgoing connections are untouched."""
+    argv = ["sh", "-c", 'exec python3 -c "$0" "$GALAXY_PORT_HTTP" 21048 41999', LISTEN_ALL]
+    info = manager.create(request("listen-0", argv, disks=[]))
+    given = info["ports"]["http"]
+    other, address = net.host(2), net.host(1).address
+    wait_until(lambda: fetch(other, address, given) == b"hostile", timeout=30, what=f"port {given} to serve")
+    assert fetch(other, address, 21048) == b""      # in the range, not given
+    assert fetch(other, address, 41999) == b""      # outside the range
+    assert manager.destroy("listen-0") is True
+    assert leftovers(manager, "listen-0") == []
 
 
 def test_exit_is_noticed_with_its_code(manager: ContainerManager) -> None:
