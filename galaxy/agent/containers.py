@@ -262,11 +262,14 @@ class ContainerManager:
             spec = self.spec_for(record)
             self._ensure_work(record, spec.work_dir)
             os.chown(spec.work_dir, uid, gid)  # the service writes its deploy and logs there
-            self.driver.ensure(spec.cgroup, spec.limits)  # before launch: the reply filter names it
+            proc = launch(spec, self.driver, self.zygote)
+            # Right after launch (the cgroup it names exists; an AppWorker starts no service before its
+            # master's first command), and released before the cgroup goes (_teardown): the kernel
+            # re-checks every rule's cgroup on each commit of the table, a rule naming a removed
+            # cgroup would fail them all.
             network_path = self.driver.network_path(spec.cgroup)
             if network_path is not None:
                 self.ports.confine(req.id, network_path)
-            proc = launch(spec, self.driver, self.zygote)
         except BaseException:
             self._teardown(record)
             raise
@@ -319,6 +322,10 @@ class ContainerManager:
         failed creation never shrinks what this host offers.
         """
         errors: list[str] = []
+        try:
+            self.ports.unconfine(record.id)  # before its cgroup goes (see _create)
+        except GalaxyError as err:
+            errors.append(str(err))
         try:
             destroy(self.spec_for(record), self.driver)
         except (GalaxyError, OSError) as err:

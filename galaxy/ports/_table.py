@@ -184,6 +184,12 @@ class PortTable:
             if self.replies is not None:
                 self.replies.confine(owner, cgroup_path, self._by_owner.get(owner, []))
 
+    def unconfine(self, owner: str) -> None:
+        """Remove ``owner``'s reply filter (before its cgroup is removed); nothing there is fine."""
+        with self._lock:
+            if self.replies is not None:
+                self.replies.release(owner)
+
     def release(self, owner: str) -> list[int]:
         """Drop every hold of ``owner`` (and its rules); returns the ports freed. Unknown owner: []."""
         with self._lock:

@@ -12,6 +12,7 @@ before it asks ResMan for anything; a group's `owner` is whom its usage is bille
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from galaxy.errors import Conflict, InvalidInput, NotFound
@@ -27,6 +28,9 @@ from galaxy.protocol.resman import (
 from galaxy.resman.engine import Engine
 from galaxy.resman.model import DESTROYING, Group
 from galaxy.resman.state import delete_group, put_group
+
+CREATE_WAIT = 30.0
+"""Seconds a create waits for another create of the same group (a retry of it) to finish."""
 
 
 class GroupApi:
@@ -48,16 +52,24 @@ class GroupApi:
     def create(self, body: Any) -> dict[str, Any]:
         spec = GroupSpec.from_wire(body)
         e = self.engine
-        with e.lock:
-            existing = e.groups.get(spec.group)
-            if existing is not None:
-                if existing.same_spec(spec):
-                    return {"group": existing.name, "version": existing.version}
-                raise Conflict(f"group {spec.group!r} exists with another spec; use group.update", field="group")
-            if spec.group in e.creating:
+        deadline = time.monotonic() + CREATE_WAIT
+        while True:
+            with e.lock:
+                existing = e.groups.get(spec.group)
+                if existing is not None:
+                    if existing.same_spec(spec):
+                        return {"group": existing.name, "version": existing.version}
+                    raise Conflict(f"group {spec.group!r} exists with another spec; use group.update",
+                                   field="group")
+                if spec.group not in e.creating:
+                    group = Group.from_spec(spec, e.clock())
+                    e.creating.add(group.name)
+                    break
+            # Another call is writing this group: most often the caller's own earlier try, which timed
+            # out and was retried. Its outcome decides this answer (same spec: the same group).
+            if time.monotonic() > deadline:
                 raise Conflict(f"group {spec.group!r} is being created by another call", field="group")
-            group = Group.from_spec(spec, e.clock())
-            e.creating.add(group.name)
+            time.sleep(0.01)
         try:
             put_group(e.store, group)
         except BaseException:
