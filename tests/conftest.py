@@ -13,7 +13,7 @@ _kernel_skips: list[str] = []
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Note every skipped test of a kernel suite (cgroups, namespaces, loop devices, iptables)."""
-    if report.skipped and any(m in report.keywords for m in KERNEL_MARKERS):
+    if report.skipped and not hasattr(report, "wasxfail") and any(m in report.keywords for m in KERNEL_MARKERS):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         _kernel_skips.append(f"{report.nodeid}: {reason}")
 
