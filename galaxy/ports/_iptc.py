@@ -207,35 +207,31 @@ class FilterBatch:
 
     def cgroup_jump_rule(self, path: str, chain: str, comment: str) -> Any:
         """``-m cgroup --path <path> -m comment --comment <comment> -j <chain>`` (the cgroup must exist)."""
-        try:
-            rule = self._rule_cls()
-            rule.create_match("cgroup").path = path
-            rule.create_match("comment").comment = comment
-            rule.create_target(chain)
-            return rule
-        except _LIB_ERRORS as exc:
-            raise PortError(f"cannot build a jump for cgroup {path}: {exc}") from exc
+        return self._built(f"a jump for cgroup {path}", chain, cgroup={"path": path}, comment={"comment": comment})
 
     def sport_rule(self, protocol: str, sport: int, target: str) -> Any:
         """``-p <protocol> --sport <sport> -j <target>``."""
-        try:
-            rule = self._rule_cls()
-            rule.protocol = protocol
-            rule.create_match(protocol).sport = str(sport)
-            rule.create_target(target)
-            return rule
-        except _LIB_ERRORS as exc:
-            raise PortError(f"cannot build rule -p {protocol} --sport {sport}: {exc}") from exc
+        return self._built(f"rule -p {protocol} --sport {sport}", target, protocol=protocol,
+                           **{protocol: {"sport": str(sport)}})
 
     def reply_rule(self, target: str) -> Any:
         """``-m conntrack --ctdir REPLY -j <target>``: packets answering a flow begun elsewhere."""
+        return self._built("a conntrack reply rule", target, conntrack={"ctdir": "REPLY"})
+
+    def _built(self, what: str, target: str, protocol: str = "", **matches: dict[str, str]) -> Any:
+        """A rule with ``matches`` (match name → its parameters, in order) jumping to ``target``."""
         try:
             rule = self._rule_cls()
-            rule.create_match("conntrack").ctdir = "REPLY"
+            if protocol:
+                rule.protocol = protocol
+            for name, params in matches.items():
+                match = rule.create_match(name)
+                for key, value in params.items():
+                    setattr(match, key, value)
             rule.create_target(target)
             return rule
         except _LIB_ERRORS as exc:
-            raise PortError(f"cannot build a conntrack reply rule: {exc}") from exc
+            raise PortError(f"cannot build {what}: {exc}") from exc
 
     def delete_at(self, chain: str, index: int) -> None:
         """Delete the rule at ``index`` (0-based) of ``chain``."""
