@@ -49,7 +49,6 @@ from galaxy.protocol.podtoken import seed_to_token
 log = logging.getLogger(__name__)
 
 APPWORKER_MODULE = "galaxy.appworker.main"
-
 ZYGOTE_SWITCH = "GALAXY_ZYGOTE"
 """Set to ``off`` in the Agent's environment to launch every container by exec (for comparisons)."""
 
@@ -137,14 +136,13 @@ class ContainerManager:
                **{f"GALAXY_PORT_{name.upper().replace('-', '_')}": str(port)
                   for name, port in record.ports.items()},
                **seed_to_token(req.env, req.id), **self.master_hint}
-
         mounts = [BindMount(d.mount_point, d.path, False) for d in record.disks]
         mounts += [BindMount(m.host, m.path, m.readonly) for m in req.mounts]
         return ContainerSpec(
             id=req.id, cgroup=self.cgroup_name(req.id),
             limits=CgroupLimits(cpu_cores=req.cpu, cpu_excess=req.cpu_excess, memory_bytes=req.memory,
                                 pids_max=req.pids),
-            argv=local_interpreter(list(req.argv)), env=env, state_dir=str(cdir), work_dir=str(cdir / "work"),
+            argv=local_interpreter(list(req.argv)), env=env, state_dir=str(cdir), work_dir=self._work_dir(req.id),
             mounts=mounts, system_mounts=self.system_mounts,
             run_as=None if req.init_as_root else (uid, gid),
             hostname=req.id, capabilities=tuple(req.capabilities), hidden=self.hidden,
@@ -189,7 +187,7 @@ class ContainerManager:
         for disk in record.disks:
             ensure_disk(disk.image, disk.size, disk.mount_point,
                         medium="tmpfs" if disk.image is None else "ext4", uid=record.uid, gid=record.gid)
-        self._ensure_work(record, str(self.container_dir(req.id) / "work"))
+        self._ensure_work(record)
         if record.state == "running":
             proc = adopt(self.spec_for(record), self.driver)
             if proc is not None and proc.alive():
@@ -260,7 +258,7 @@ class ContainerManager:
                 ensure_disk(disk.image, disk.size, disk.mount_point,
                             medium="tmpfs" if disk.image is None else "ext4", uid=uid, gid=gid)
             spec = self.spec_for(record)
-            self._ensure_work(record, spec.work_dir)
+            self._ensure_work(record)
             os.chown(spec.work_dir, uid, gid)  # the service writes its deploy and logs there
             proc = launch(spec, self.driver, self.zygote)
             # Right after launch (the cgroup it names exists; an AppWorker starts no service before its
@@ -282,18 +280,21 @@ class ContainerManager:
         # the same doubled ResMan's messages in a burst. Every later change (exit, destroy) is reported.
         return self.describe(req.id)
 
+    def _work_dir(self, container_id: str) -> str:
+        return str(self.container_dir(container_id) / "work")
+
     def _work_image(self, container_id: str) -> str:
         return str(self.container_dir(container_id) / "work.img")
 
-    def _ensure_work(self, record: ContainerRecord, work_dir: str) -> None:
+    def _ensure_work(self, record: ContainerRecord) -> None:
         """/galaxy/work: an ext4 image of ``record.work_disk`` bytes, so a service that fills it gets
         ENOSPC and the host's filesystem keeps its space (the image is sparse: it takes what is
         written); a plain directory for records made before work disks existed."""
         if record.work_disk:
-            ensure_disk(self._work_image(record.id), record.work_disk, work_dir, medium="ext4",
-                        uid=record.uid, gid=record.gid)
+            ensure_disk(self._work_image(record.id), record.work_disk, self._work_dir(record.id),
+                        medium="ext4", uid=record.uid, gid=record.gid)
         else:
-            Path(work_dir).mkdir(parents=True, exist_ok=True)
+            Path(self._work_dir(record.id)).mkdir(parents=True, exist_ok=True)
 
     def destroy(self, container_id: str) -> bool:
         """True when something was destroyed, False when there was nothing (idempotent)."""
@@ -337,19 +338,18 @@ class ContainerManager:
                 errors.append(str(err))
         if record.work_disk:
             try:
-                release_disk(self._work_image(record.id), str(self.container_dir(record.id) / "work"))
+                release_disk(self._work_image(record.id), self._work_dir(record.id))
             except (GalaxyError, OSError) as err:
                 errors.append(str(err))
         self.ports.release(record.id)
         self.disks.free(record.id)
         self.ledger.release(record.id)
-        if not errors:  # never through a disk that is still mounted: it would empty it, not remove it
-            shutil.rmtree(self.container_dir(record.id), ignore_errors=True)
-        if errors:  # keep the record so the next start tries again, and say why
+        if errors:  # keep the record (and never rmtree through a disk still mounted); the next start retries
             log.error("container %s not fully removed: %s", record.id, "; ".join(errors))
             record.state = "destroying"
             self.store.save(record)
             raise GalaxyError(f"container {record.id} not fully removed: {'; '.join(errors)}")
+        shutil.rmtree(self.container_dir(record.id), ignore_errors=True)
         self.store.delete(record.id)
 
     def destroy_all(self) -> None:

@@ -63,7 +63,6 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
 CAP_VERSION_3 = 0x20080522
-EINVAL = 22
 SECURE_NOROOT = 0x1 | 0x2                 # root gains no capability by exec (and locked)
 SECURE_NO_SETUID_FIXUP = 0x4 | 0x8        # a uid change keeps the sets we chose (and locked)
 SECURE_KEEP_CAPS_LOCKED = 0x20
@@ -173,7 +172,7 @@ def run_plan(rootfs: str, plan: list) -> None:
                 mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=000")
             else:
                 mount("/dev/null", target, None, MS_BIND, None)
-                set_attrs(target, 0x1 | 0x2 | 0x4 | 0x8)
+                set_attrs(target, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)  # same bits as MOUNT_ATTR_*
         elif kind == "devpts":
             safe_target(rootfs, step[1], True)
             mount("devpts", step[1], "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
