@@ -2,8 +2,9 @@
 
 The baseline is what an operator's script would do with the standard tools, run in the same loop:
 ``truncate``, ``mkfs.ext4`` (same options), ``losetup --find --show``, ``mount``, ``umount``,
-``losetup -d``, ``rm``. Galaxy runs mkfs the same way but binds the loop and mounts through the
-kernel's ioctls and libc. Rounds alternate between the two so machine noise hits both alike.
+``losetup -d``, ``rm``. Galaxy runs mkfs (same options) once per size, for a template it then copies
+hole-aware (the first round pays for it), and binds the loop and mounts through the kernel's ioctls
+and libc. Rounds alternate between the two so machine noise hits both alike.
 """
 
 from __future__ import annotations

@@ -241,7 +241,7 @@ class ContainerManager:
             placements = self.disks.reserve(req.id, [DiskRequest(d.medium, d.size) for d in req.disks])
             fixed = [p.port for p in req.ports if p.port is not None]
             dynamic = len(req.ports) - len(fixed)
-            given = self.ports.assign(req.id, dynamic, fixed)
+            given = self.ports.hold(req.id, dynamic, fixed)
             free_dynamic = [p for p in given if p not in fixed]
             record.ports = {p.name: (p.port if p.port is not None else free_dynamic.pop(0)) for p in req.ports}
             cdir = self.container_dir(req.id)
@@ -261,13 +261,11 @@ class ContainerManager:
             self._ensure_work(record)
             os.chown(spec.work_dir, uid, gid)  # the service writes its deploy and logs there
             proc = launch(spec, self.driver, self.zygote)
-            # Right after launch (the cgroup it names exists; an AppWorker starts no service before its
-            # master's first command), and released before the cgroup goes (_teardown): the kernel
-            # re-checks every rule's cgroup on each commit of the table, a rule naming a removed
-            # cgroup would fail them all.
-            network_path = self.driver.network_path(spec.cgroup)
-            if network_path is not None:
-                self.ports.confine(req.id, network_path)
+            # Right after launch (the reply filter names the cgroup, which exists now; an AppWorker
+            # starts no service before its master's first command), and shut before the cgroup goes
+            # (_teardown): the kernel re-checks every rule's cgroup on each commit of the table, a
+            # rule naming a removed cgroup would fail them all.
+            self.ports.open(req.id, self.driver.network_path(spec.cgroup))
         except BaseException:
             self._teardown(record)
             raise
@@ -324,7 +322,7 @@ class ContainerManager:
         """
         errors: list[str] = []
         try:
-            self.ports.unconfine(record.id)  # before its cgroup goes (see _create)
+            self.ports.shut(record.id)  # before its cgroup goes (see _create)
         except GalaxyError as err:
             errors.append(str(err))
         try:

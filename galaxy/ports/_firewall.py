@@ -16,7 +16,8 @@ disagree with the rules actually in force. Why RETURN for a fixed port outside t
 not police ports outside its range (the host's own policy applies), but the hold must survive a
 restart like any other; RETURN records it without changing any verdict.
 
-Every method is one :class:`FilterBatch`: one table read, one atomic commit.
+Every method is one :class:`FilterBatch` (one table read, one atomic commit), but :meth:`PortFirewall.change`,
+which adds to a caller's batch so a container's rules of both chains are one commit.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class PortFirewall:
         (the port table): it skips the duplicate checks, which halves the work per rule.
         """
         with FilterBatch() as batch:
-            self._apply(batch, allow or {}, deny or {}, exact=exact)
+            self.change(batch, allow or {}, deny or {}, exact=exact)
 
     def read(self) -> dict[int, str]:
         """{port: owner} as recorded in the chain (empty when the chain does not exist)."""
@@ -141,7 +142,7 @@ class PortFirewall:
                     batch.delete(self.chain, batch.rule_from(view))
             missing = {port: owner for port, owner in wanted.items()
                        if kept.get(port, set()) != set(PROTOCOLS)}
-            self._apply(batch, missing, {})
+            self.change(batch, missing, {})
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -165,8 +166,9 @@ class PortFirewall:
             for _ in range(jumps - 1):
                 batch.delete(INPUT, jump)
 
-    def _apply(self, batch: FilterBatch, allow: Mapping[int, str], deny: Mapping[int, str],
+    def change(self, batch: FilterBatch, allow: Mapping[int, str], deny: Mapping[int, str],
                *, exact: bool = False) -> None:
+        """:meth:`apply` inside the caller's ``batch`` (committed with it)."""
         for port, owner in deny.items():
             for proto in PROTOCOLS:
                 rule = self._port_rule(batch, proto, port, owner)

@@ -47,37 +47,35 @@ class ReplyFilter:
             if self.chain not in batch.targets(OUTPUT):
                 batch.insert(OUTPUT, batch.jump_rule(self.chain), 0)
 
-    def confine(self, owner: str, cgroup_path: str, ports: Iterable[int]) -> None:
-        """(Re)write ``owner``'s rules: its sockets (cgroup ``cgroup_path``, which must exist) may
-        answer on ``ports`` only. Idempotent; one atomic commit."""
+    def confine(self, batch: FilterBatch, owner: str, cgroup_path: str, ports: Iterable[int]) -> None:
+        """(Re)write ``owner``'s rules in ``batch``: its sockets (cgroup ``cgroup_path``, which must
+        exist when the batch commits) may answer on ``ports`` only. Idempotent."""
         check_owner(owner)
         sub = owner_chain(owner)
-        with FilterBatch() as batch:
-            if not batch.is_chain(self.chain):
-                batch.create_chain(self.chain)
-                batch.insert(OUTPUT, batch.jump_rule(self.chain), 0)
-            self._unhook(batch, sub)
-            if batch.is_chain(sub):
-                batch.flush(sub)
-            else:
-                batch.create_chain(sub)
-            for port in sorted(set(ports)):
-                for protocol in PROTOCOLS:
-                    batch.append(sub, batch.sport_rule(protocol, port, "RETURN"))
-            batch.append(sub, batch.reply_rule("DROP"))
-            # The kernel resolves the path from the v2 root; a leading "/" makes it match nothing.
-            batch.append(self.chain, batch.cgroup_jump_rule(cgroup_path.lstrip("/"), sub, OWNER_PREFIX + owner))
+        if not batch.is_chain(self.chain):
+            batch.create_chain(self.chain)
+            batch.insert(OUTPUT, batch.jump_rule(self.chain), 0)
+        self._unhook(batch, sub)
+        if batch.is_chain(sub):
+            batch.flush(sub)
+        else:
+            batch.create_chain(sub)
+        for port in sorted(set(ports)):
+            for protocol in PROTOCOLS:
+                batch.append(sub, batch.sport_rule(protocol, port, "RETURN"))
+        batch.append(sub, batch.reply_rule("DROP"))
+        # The kernel resolves the path from the v2 root; a leading "/" makes it match nothing.
+        batch.append(self.chain, batch.cgroup_jump_rule(cgroup_path.lstrip("/"), sub, OWNER_PREFIX + owner))
 
-    def release(self, owner: str) -> None:
-        """Remove ``owner``'s rules; nothing there is fine."""
+    def release(self, batch: FilterBatch, owner: str) -> None:
+        """Remove ``owner``'s rules in ``batch``; nothing there is fine."""
         sub = owner_chain(owner)
-        with FilterBatch() as batch:
-            if not batch.is_chain(self.chain):
-                return
-            self._unhook(batch, sub)
-            if batch.is_chain(sub):
-                batch.flush(sub)
-                batch.delete_chain(sub)
+        if not batch.is_chain(self.chain):
+            return
+        self._unhook(batch, sub)
+        if batch.is_chain(sub):
+            batch.flush(sub)
+            batch.delete_chain(sub)
 
     def owners(self) -> set[str]:
         """Owners with rules now (read from the jumps' comments)."""

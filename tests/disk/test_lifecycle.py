@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from galaxy.disk import DiskError, LoopDisk, ensure_disk, find_loop, image_path, release_disk, scan_images
+from galaxy.disk._image import MAX_TEMPLATES, is_formatted, template_path
 from galaxy.disk._loop import device_node
 from tests.disk._support import in_proc_mounts, losetup_lists, wait_for
 
@@ -243,3 +244,43 @@ def test_disks_made_from_many_threads_at_once_each_get_their_own_loop(disk_dir: 
         list(pool.map(lambda n: release_disk(*_paths(disk_dir, n)), names))
     for n in names:
         _assert_gone(*_paths(disk_dir, n))
+
+
+def test_disks_of_one_size_come_from_one_template_and_share_nothing(disk_dir: str) -> None:
+    size = 64 * MiB
+    (first, first_mnt), (second, second_mnt) = _paths(disk_dir, "c1"), _paths(disk_dir, "c2")
+    ensure_disk(first, size, first_mnt, uid=65534, gid=65534)
+    ensure_disk(second, size, second_mnt, uid=1, gid=1)
+    template = template_path(first, size)
+    assert template == template_path(second, size) and is_formatted(template)
+    assert os.stat(template).st_blocks * 512 < 4 * MiB  # sparse: metadata only
+    for image in (first, second):
+        assert os.stat(image).st_size == size and os.stat(image).st_blocks * 512 < 4 * MiB
+    _write_marker(first_mnt)
+    assert not os.path.exists(f"{second_mnt}/marker")
+    assert (os.stat(first_mnt).st_uid, os.stat(second_mnt).st_uid) == (65534, 1)
+    for image, mount_point in ((first, first_mnt), (second, second_mnt)):
+        release_disk(image, mount_point)
+        _assert_gone(image, mount_point)
+
+
+def test_a_damaged_template_is_made_again(disk_dir: str) -> None:
+    image, mount_point = _paths(disk_dir)
+    template = template_path(image, SIZE)
+    os.makedirs(os.path.dirname(template), exist_ok=True)
+    with open(template, "wb") as f:  # not a filesystem: e.g. a crash of the host mid-write
+        f.truncate(SIZE)
+    ensure_disk(image, SIZE, mount_point)
+    assert is_formatted(template)
+    _write_marker(mount_point)
+    release_disk(image, mount_point)
+
+
+def test_templates_are_kept_for_the_most_recent_sizes_only(disk_dir: str) -> None:
+    for n in range(MAX_TEMPLATES + 3):
+        image, mount_point = _paths(disk_dir, f"c{n}")
+        ensure_disk(image, SIZE + n * MiB, mount_point)
+        release_disk(image, mount_point)
+    templates = [n for n in os.listdir(os.path.dirname(template_path(image, SIZE))) if n.endswith(".template")]
+    assert len(templates) == MAX_TEMPLATES
+    assert os.path.basename(template_path(image, SIZE + (MAX_TEMPLATES + 2) * MiB)) in templates

@@ -87,6 +87,31 @@ def test_traffic_reaches_assigned_ports_only(net: TestNetwork, agent_host: TestH
     assert client.tcp_probe(agent_host.address, assigned) == "refused"
 
 
+def test_a_held_port_is_closed_until_opened_and_stays_booked_while_shut(
+        net: TestNetwork, agent_host: TestHost, table: PortTable) -> None:
+    """The Agent's create: hold before the container exists, open (one commit) once it does; its
+    destroy: shut before the cgroup goes, release after. A shut port is still nobody else's."""
+    client = net.host(1)
+    port = 20030
+    with agent_host.netns():
+        assert table.hold("svc", fixed=[port]) == [port]
+    agent_host.listen_tcp(port)
+    assert client.tcp_probe(agent_host.address, port) == "refused"
+    assert "galaxy:svc" not in legacy_rules(agent_host)
+    with agent_host.netns():
+        table.open("svc")
+    assert client.wait_reachable(agent_host.address, port) == "open"
+    with agent_host.netns():
+        table.shut("svc")
+        with pytest.raises(ResourceUnavailable):
+            table.hold("other", fixed=[port])
+    assert client.tcp_probe(agent_host.address, port) == "refused"
+    assert "galaxy:svc" not in legacy_rules(agent_host)
+    with agent_host.netns():
+        assert table.release("svc") == [port]
+    assert port not in table.held()
+
+
 def test_chain_and_jump_exist_while_up_and_nothing_is_left_after_close(
         agent_host: TestHost, table: PortTable) -> None:
     with agent_host.netns():
