@@ -37,6 +37,7 @@ from galaxy.isolate import (
     default_system_mounts,
     destroy,
     detect_cgroups,
+    favor_dynamic_moves,
     host_secrets,
     launch,
     resolve_user,
@@ -153,6 +154,8 @@ class ContainerManager:
     # -- start-up ------------------------------------------------------------------------------
     def start(self) -> None:
         """Make the firewall chain, then re-adopt what survived the last run and undo what was half-made."""
+        if self.settings.favor_dynmods:
+            favor_dynamic_moves()
         self.ports.ensure()
         self._weigh_root()
         if self.zygote is not None:

@@ -42,6 +42,7 @@ class AgentSettings:
     user_namespaces: bool = True     # each container in its own user namespace where the kernel allows
     userns_root: int = 1879048192    # the host uid and gid root in a container maps to (an unused id)
     work_disk: int = 1 << 30         # each container's /galaxy/work: an ext4 image of this size; 0 = a plain dir
+    favor_dynmods: bool = True       # remount cgroup2 with favordynmods: cgroup moves skip an RCU wait
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def _agent(data: Any, problems: list[tuple[str, str]]) -> AgentSettings:
     r = _Reader(data, "agent.", problems)
     r.unknown({"pool", "address", "labels", "disks", "port_range", "reserved_cpu", "reserved_memory", "cgroup_root",
                "cgroup_base", "firewall", "user_namespaces", "userns_root",
-               "work_disk"})
+               "work_disk", "favor_dynmods"})
     labels = r.get("labels", list, [])
     for i, label in enumerate(labels):
         if not isinstance(label, str) or not label:
@@ -187,6 +188,7 @@ def _agent(data: Any, problems: list[tuple[str, str]]) -> AgentSettings:
         user_namespaces=bool(r.get("user_namespaces", bool, True)),
         userns_root=userns_root,
         work_disk=_size(r, "work_disk", 1 << 30),
+        favor_dynmods=bool(r.get("favor_dynmods", bool, True)),
     )
 
 

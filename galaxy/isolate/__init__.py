@@ -14,6 +14,7 @@ mesh. See docs/isolate.md. The public surface::
     adopt(spec, driver)                             # after an Agent restart
     destroy(spec, driver)                           # leaves nothing; idempotent
     zygote = Zygote(dir, "galaxy.appworker.main")  # launch(spec, driver, zygote): no exec for PID 1
+    favor_dynamic_moves()                           # host tuning at Agent start (see _tuning)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from galaxy.isolate._spec import (
     resolve_user,
     user_namespaces_available,
 )
+from galaxy.isolate._tuning import favor_dynamic_moves
 from galaxy.isolate._zygote_handle import Zygote
 
 __all__ = [
@@ -51,4 +53,5 @@ __all__ = [
     "default_system_mounts", "resolve_user", "IsolateError", "WORK_DIR_INSIDE", "Zygote",
     "CAPABILITIES", "INIT_CAPABILITIES", "capability_mask", "normalise_capability",
     "narrow_inherited_capabilities", "RESERVED_INSIDE", "UserNamespace", "host_secrets", "user_namespaces_available",
+    "favor_dynamic_moves",
 ]
