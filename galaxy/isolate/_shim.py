@@ -201,14 +201,9 @@ def become_init(cfg: dict, console_fd: int, *, inline: bool = False, sync: tuple
     ``sync`` (to the shim, from the shim) is given when PID 1 enters a user namespace the shim maps."""
     stage = "cgroup"
     try:
-        import time as _t
-        _T = []
         for path in cfg["join_files"]:
-            _a = _t.perf_counter()
             with open(path, "w") as f:
                 f.write("0")
-            _T.append((path.split("/")[4], round(1000*(_t.perf_counter() - _a), 2)))
-        os.write(console_fd, ("SHIMT " + repr(_T) + "\n").encode())
         stage = "namespace"
         _check(_libc.unshare(ctypes.c_int(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)), "unshare")
         name = cfg["hostname"].encode()

@@ -214,9 +214,15 @@ class FilterBatch:
         return self._built(f"rule -p {protocol} --sport {sport}", target, protocol=protocol,
                            **{protocol: {"sport": str(sport)}})
 
-    def reply_rule(self, target: str) -> Any:
-        """``-m conntrack --ctdir REPLY -j <target>``: packets answering a flow begun elsewhere."""
-        return self._built("a conntrack reply rule", target, conntrack={"ctdir": "REPLY"})
+    def reply_jump_rule(self, chain: str, comment: str) -> Any:
+        """``-m conntrack --ctdir REPLY -m comment --comment <comment> -j <chain>``: packets answering
+        a flow begun elsewhere (a packet conntrack does not track matches neither direction)."""
+        return self._built(f"a jump of replies to {chain}", chain, conntrack={"ctdir": "REPLY"},
+                           comment={"comment": comment})
+
+    def drop_rule(self) -> Any:
+        """A bare ``-j DROP``."""
+        return self._built("a drop rule", "DROP")
 
     def _built(self, what: str, target: str, protocol: str = "", **matches: dict[str, str]) -> Any:
         """A rule with ``matches`` (match name → its parameters, in order) jumping to ``target``."""

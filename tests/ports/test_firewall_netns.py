@@ -248,3 +248,26 @@ def test_a_write_waits_for_the_iptables_tools_lock(agent_host: TestHost, table: 
     worker.join(10)
     assert results == [[20030]]
     assert "galaxy:waiter" in legacy_rules(agent_host)
+
+
+def test_an_older_reply_jump_is_replaced_by_one_for_replies_only(agent_host: TestHost) -> None:
+    """The first reply-filter layout jumped every outgoing packet into GXR-<tag> and matched the
+    direction in each container's chain; the chains now end in a bare DROP, so an Agent that starts
+    over the old jump must narrow it, or every connection its containers open would be dropped."""
+    from galaxy.ports._iptc import OUTPUT, FilterBatch
+
+    with agent_host.netns():
+        with FilterBatch() as batch:
+            batch.create_chain("GXR-t9")
+            batch.insert(OUTPUT, batch.jump_rule("GXR-t9"), 0)
+        table = PortTable("t9", LO, HI)
+        try:
+            table.ensure()
+            rules = legacy_rules(agent_host)
+            assert rules.count("-j GXR-t9") == 1
+            assert '-A OUTPUT -m conntrack --ctdir REPLY -m comment --comment "galaxy:replies" -j GXR-t9' in rules
+            table.ensure()  # the new jump is kept as it is
+            assert legacy_rules(agent_host).count("-j GXR-t9") == 1
+        finally:
+            table.close()
+    assert "GXR-t9" not in legacy_rules(agent_host)
