@@ -21,7 +21,7 @@ from kazoo.client import KazooClient
 
 from galaxy.coord import LeaderInfo, Paths, publish_leader, watch_leader
 from galaxy.errors import Conflict, NotFound
-from galaxy.mesh import Keypair, KeyRing, Request, Server, wire
+from galaxy.mesh import Keypair, KeyRing, Request, Server, new_route, wire
 from galaxy.protocol.pod import EXEC_RESULT, REPORT
 from galaxy.protocol.podtoken import SEED_VAR, TOKEN_FIELD, pod_token
 
@@ -247,8 +247,8 @@ class SimFleet:
             w.set("KILLED", signal=sig, exit_code=None, message=f"killed by signal {sig}")
 
     def close(self) -> None:
-        self._watch.cancel()
         self._stop.set()
+        self._watch.cancel()
         self._thread.join(timeout=5)
         self._ctx.destroy(linger=0)
 
@@ -264,7 +264,7 @@ class SimFleet:
             return
         s = self._ctx.socket(zmq.DEALER)
         s.linger = 0
-        s.routing_id = w.pod.encode()
+        s.routing_id = new_route(w.pod.encode())
         s.curve_serverkey = leader.public_key.encode()
         s.curve_publickey = w.keys.public.encode()
         s.curve_secretkey = w.keys.secret.encode()
@@ -325,7 +325,10 @@ class SimFleet:
                         w.in_flight = next(self._ids)
                         w.sent_at = now
                         w.next_report = now + 1.0
-                        w.sock.send(wire.encode(w.in_flight, wire.REQ, REPORT, w.report()))
+                        try:  # never block holding the lock: with no AppMaster to take it, a send waits forever
+                            w.sock.send(wire.encode(w.in_flight, wire.REQ, REPORT, w.report()), zmq.NOBLOCK)
+                        except zmq.Again:
+                            w.in_flight = None        # reported again on the next round
 
     def _later(self, w: SimWorker, delay: float, fn: Callable[[], None]) -> None:
         w.due = time.monotonic() + delay
@@ -370,4 +373,7 @@ class SimFleet:
             ex = body["exec"]
             result = {"pod": w.pod, "exec_id": ex["exec_id"], "exit_code": 0,
                       "stdout": f"{w.pod}:{ex['command']}", "stderr": "", TOKEN_FIELD: w.token}
-            w.sock.send(wire.encode(next(self._ids), wire.EVT, EXEC_RESULT, result))
+            try:  # called under the lock: never block (an exec result lost is what a real link may lose)
+                w.sock.send(wire.encode(next(self._ids), wire.EVT, EXEC_RESULT, result), zmq.NOBLOCK)
+            except zmq.Again:
+                pass
