@@ -273,7 +273,7 @@ class ContainerManager:
             self._teardown(record)
             raise
         record.state = "running"
-        self.store.save(record)
+        self.store.save(record, durable=False)
         with self._lock:
             self._records[req.id] = record
             self._procs[req.id] = proc
