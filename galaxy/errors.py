@@ -10,6 +10,8 @@ asked/used/limit — ``"details"``)::
     ├── NotFound              code "not_found"    no such job, pod, host, user, key
     ├── Conflict              code "conflict"     exists already, wrong state for the operation
     ├── PermissionDenied      code "denied"       the caller's key lacks the authority
+    │   └── IdentityRefused   code "identity"     the routing identity claimed is bound to another key
+    │                                             (or reserved: a host's name) — use your own
     ├── QuotaExceeded         code "quota"        a user's quota would be passed
     ├── ResourceUnavailable   code "unavailable"  not enough cpu, memory, disk, or the port is taken
     ├── HostError             code "host"         a kernel operation failed (cgroup, loop, iptables)
@@ -83,6 +85,16 @@ class PermissionDenied(GalaxyError):
     code = "denied"
 
 
+class IdentityRefused(PermissionDenied):
+    """A connection claimed a routing identity that is not its own: one another key holds (or held a
+    moment ago), or one reserved for someone else (a host's name is its Agent's, a pod's is the pod's).
+
+    A subclass of PermissionDenied, so code that handles denials handles this one; its own code lets
+    a caller tell "pick your own identity / use the right key" from "your key may not do this"."""
+
+    code = "identity"
+
+
 class QuotaExceeded(GalaxyError):
     code = "quota"
 
@@ -137,7 +149,7 @@ def _codes() -> dict[str, type[GalaxyError]]:
 _BY_CODE = _codes()
 
 __all__ = [
-    "GalaxyError", "InvalidInput", "NotFound", "Conflict", "PermissionDenied", "QuotaExceeded",
+    "GalaxyError", "InvalidInput", "NotFound", "Conflict", "PermissionDenied", "IdentityRefused", "QuotaExceeded",
     "ResourceUnavailable", "HostError", "ProtocolError", "InternalError", "RetryableError", "Timeout", "Unreachable",
     "NotLeader",
 ]

@@ -65,6 +65,7 @@ class Master:
         self.tracer = Tracer(zk, paths, "appmaster")
         self.naming = NamingPublisher(Naming(zk, paths))
         self.writer = StateWriter(store, self._snapshot)
+        self.identities = workerkeys.PodIdentities()    # each pod's identity, bound to its proof
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -153,12 +154,10 @@ class Master:
         if isinstance(body, dict) and podtoken.TOKEN_FIELD in body:  # checked below, not part of a report
             body = {k: v for k, v in body.items() if k != podtoken.TOKEN_FIELD}
         report = PodReport.from_wire(body)
-        workerkeys.check_worker(req, report.job, report.pod)
         now = time.time()
         with self.lock:
             job = self.jobs.get(report.job)
-            if job is not None:
-                workerkeys.check_pod_token(req, job.pod_seed, report.pod)
+            self.identities.admit(req, report.job, job.pod_seed if job is not None else None, report.pod)
             if job is None or job.removing:
                 return PodCommand("stop", reason="the job is being removed").to_wire()
             row = self.pods.get(report.pod)
@@ -204,6 +203,7 @@ class Master:
             self.by_job.get(row.job, set()).discard(pod)
             self._published.pop(pod, None)
             self._awaiting.pop(pod, None)
+            self.identities.forget(pod)
             job = self.jobs.get(row.job)
             if job is not None and job.rollout is not None and (pod in job.rollout.in_flight
                                                                 or pod in job.rollout.done):
@@ -255,9 +255,8 @@ class Master:
             row = self.pods.get(pod) if isinstance(pod, str) else None
             if row is None:
                 raise NotFound(f"no pod {pod!r}", field="pod")
-            workerkeys.check_worker(req, row.job, row.pod)
             job = self.jobs.get(row.job)
-            workerkeys.check_pod_token(req, job.pod_seed if job is not None else "", row.pod)
+            self.identities.admit(req, row.job, job.pod_seed if job is not None else "", row.pod)
             code = body.get("exit_code")
             self._exec_results[row.pod] = {
                 "exec_id": str(body.get("exec_id", "")),

@@ -74,6 +74,11 @@ class AppMasterService(RoleService):
         TenancyRoutes(master, self.directory).register(server)
         master.start()
 
+    def status(self) -> dict[str, Any]:
+        """Calls refused for speaking for a pod not the caller's own (PodIdentities), this term."""
+        master = self.master
+        return {"pod_identity_refused": master.identities.refused if master is not None else 0}
+
     def on_demoted(self) -> None:
         master, link = self.master, self._link
         self.master, self.ops, self._link = None, None, None

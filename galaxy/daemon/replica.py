@@ -41,6 +41,10 @@ class RoleService:
     def on_demoted(self) -> None:
         """Drop every in-memory leader state; called after the server stopped."""
 
+    def status(self) -> dict[str, Any]:
+        """Counters the role adds to `status` (the leader's; an operator's first look after an attack)."""
+        return {}
+
 
 class ReplicatedDaemon:
     def __init__(self, config: DaemonConfig, service: RoleService) -> None:
@@ -54,6 +58,7 @@ class ReplicatedDaemon:
         self.leading_since: float | None = None
         self._zk: KazooClient | None = None
         self._election: Election | None = None
+        self._server: Server | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -96,6 +101,7 @@ class ReplicatedDaemon:
         server = Server(self.config.listen, self.keypair, self.keyring,
                         heartbeat_interval=self.config.heartbeat_interval, name=self.config.role)
         server.route("status", self._status)
+        self._server = server
         self.service.on_leading(leadership, server, self._zk)
         server.start()
         self.leading_since = time.time()
@@ -122,5 +128,8 @@ class ReplicatedDaemon:
         return advertise
 
     def _status(self, req: Request) -> dict[str, Any]:
+        server = self._server
+        refused = server.stats["identity_refused"] if server is not None else 0
         return {"role": self.config.role, "id": self.config.id, "cluster": self.config.cluster,
-                "leader": True, "leading_since": self.leading_since}
+                "leader": True, "leading_since": self.leading_since, "identity_refused": refused,
+                **self.service.status()}

@@ -8,10 +8,11 @@ a handler arrive at the caller as the same :mod:`galaxy.errors` type. See ``docs
 
 from __future__ import annotations
 
-from galaxy.mesh._common import InternalError, Outcome
+from galaxy.mesh._common import InternalError, Outcome, new_route
 from galaxy.mesh.client import Client
-from galaxy.mesh.keys import Keypair, KeyRing
-from galaxy.mesh.server import Server
+from galaxy.mesh.keys import Keypair, KeyRing, fingerprint
+from galaxy.mesh.server import IdentityPolicy, Server
 from galaxy.mesh.types import PeerInfo, Request
 
-__all__ = ["Client", "InternalError", "KeyRing", "Keypair", "Outcome", "PeerInfo", "Request", "Server"]
+__all__ = ["Client", "IdentityPolicy", "InternalError", "KeyRing", "Keypair", "Outcome", "PeerInfo", "Request",
+           "Server", "fingerprint", "new_route"]

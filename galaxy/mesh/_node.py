@@ -36,7 +36,7 @@ F = TypeVar("F", bound=Handler)
 STAT_NAMES = (
     "received", "replied", "errors_sent", "dropped_malformed", "dropped_unauthorized", "heartbeats",
     "events", "events_unhandled", "duplicates", "requests_sent", "retries", "timeouts",
-    "orphan_replies", "send_dropped", "unroutable", "handler_errors", "loop_errors",
+    "orphan_replies", "replies_refused", "send_dropped", "unroutable", "handler_errors", "loop_errors",
 )
 class Node:
     """The I/O thread, outbox, pending table, routes and counters of one mesh endpoint."""
@@ -329,17 +329,23 @@ class Node:
     def _forget(self, pend: Pending) -> None:
         self._pending.pop(pend.id, None)
 
-    def _complete(self, msg: wire.Message, peer: bytes | None) -> None:
-        """A rep/err arrived: resolve the request it answers (the same peer must answer it)."""
+    def _complete(self, msg: wire.Message, route: bytes | None, key: str, key_name: str | None = None) -> None:
+        """A rep/err arrived over connection `route` with `key`: resolve the request it answers — only
+        if it went to that very connection and key. Ids are a counter, so a peer that got one request
+        can guess the ids of requests sent to others; a reply from anyone else is refused, and the
+        request keeps waiting for its own peer's."""
         pend = self._pending.get(msg.id)
-        if pend is None or pend.peer != peer:
+        if pend is None:
             self._stats["orphan_replies"] += 1
+            return
+        if pend.route != route or pend.key != key:
+            self._stats["replies_refused"] += 1
             return
         self._forget(pend)
         if msg.type == wire.REP:
-            resolve(pend, msg.body)
+            resolve(pend, msg.body, key_name=key_name)
         else:
-            resolve(pend, error=GalaxyError.from_wire(msg.body))
+            resolve(pend, error=GalaxyError.from_wire(msg.body), key_name=key_name)
 
     # ---- incoming requests and events -----------------------------------------------------------
 

@@ -8,6 +8,9 @@
   restarted server on the same endpoint is found again.
 * ``connect_to`` follows a new leader: the old socket is dropped, the new one connected, and every
   call in flight is re-sent there at once.
+* The DEALER's routing id is the identity plus a random nonce of this Client (``_common.new_route``),
+  so no other connection can take its address on the server; a reply counts only if it came from
+  the server key the call was sent to.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import zmq
 
 from galaxy.errors import InvalidInput, NotFound, Unreachable
 from galaxy.mesh import wire
-from galaxy.mesh._common import NOBLOCK, Pending, check_positive, drain_frames
+from galaxy.mesh._common import MAX_IDENTITY, NOBLOCK, Pending, check_positive, drain_frames, new_route
 from galaxy.mesh._node import Node, log
 from galaxy.mesh.keys import Keypair, check_key
 from galaxy.mesh.types import Request
@@ -32,12 +35,13 @@ BATCH = 512
 
 
 def check_identity(identity: str) -> bytes:
-    """A routing identity: 1..255 bytes of UTF-8 that do not start with a zero byte (libzmq's rule)."""
+    """A routing identity: 1..242 bytes of UTF-8 without a NUL (the route adds a NUL and a 12-byte
+    nonce, and libzmq allows 255 bytes in all)."""
     if not isinstance(identity, str):
         raise InvalidInput("identity must be a string", field="identity")
     raw = identity.encode("utf-8")
-    if not 1 <= len(raw) <= 255 or raw[0] == 0:
-        raise InvalidInput("identity must be 1..255 bytes and not start with NUL", field="identity")
+    if not 1 <= len(raw) <= MAX_IDENTITY or 0 in raw:
+        raise InvalidInput(f"identity must be 1..{MAX_IDENTITY} bytes without NUL", field="identity")
     return raw
 
 
@@ -54,6 +58,7 @@ class Client(Node):
         if not isinstance(keypair, Keypair):
             raise InvalidInput("keypair must be a galaxy.mesh.Keypair", field="keypair")
         self._identity = check_identity(identity)
+        self._route = new_route(self._identity)
         self._target = (self._check_endpoint(endpoint), check_key(server_public, "server_public"))
         self._keypair = keypair
         self._timeout = check_positive(timeout, "timeout")
@@ -156,7 +161,7 @@ class Client(Node):
         endpoint, server_public = self._target
         sock = self._ctx.socket(zmq.DEALER)
         sock.linger = 0
-        sock.routing_id = self._identity
+        sock.routing_id = self._route
         sock.curve_serverkey = server_public.encode()
         sock.curve_publickey = self._keypair.public.encode()
         sock.curve_secretkey = self._keypair.secret.encode()
@@ -197,6 +202,7 @@ class Client(Node):
             return
         now = time.monotonic()
         for pend in list(self._pending.values()):
+            pend.key = target[1]      # asked of the new server now: only its answer counts
             self._send(pend.data)
             self._track(pend, now)
 
@@ -252,7 +258,7 @@ class Client(Node):
                 continue
             kind = msg.type
             if kind == wire.REP or kind == wire.ERR:
-                self._complete(msg, None)
+                self._complete(msg, None, self._target[1])
             elif kind == wire.REQ:
                 self._serve(msg)
             elif msg.method == wire.HEARTBEAT_METHOD:
@@ -307,5 +313,6 @@ class Client(Node):
                 self._notify(fn)
 
     def _transmit(self, pend: Pending) -> bool:
+        pend.key = self._target[1]
         self._send(pend.data)  # a failed send is retried by the timer like a lost message
         return True

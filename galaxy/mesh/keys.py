@@ -14,6 +14,7 @@ every server that must admit the key.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -41,6 +42,12 @@ def check_key(key: str, field: str = "key") -> str:
     if len(raw) != 32:
         raise InvalidInput(f"a CURVE key decodes to 32 bytes, got {len(raw)}", field=field)
     return key
+
+
+def fingerprint(key: str) -> str:
+    """A short, stable name for a public key in logs: 16 hex digits of its SHA-256 (never the key's
+    prefix, which is z85 and reads like the key itself)."""
+    return hashlib.sha256(key.encode("ascii", "replace")).hexdigest()[:16]
 
 
 def _read_keys(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -143,6 +150,7 @@ class KeyRing:
     def __init__(self, keys: dict[str, str] | None = None) -> None:
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}
+        self._named: dict[str, int] = {}   # name -> how many keys carry it (rotation: old and new)
         for public, name in (keys or {}).items():
             self.add(public, name)
 
@@ -151,7 +159,17 @@ class KeyRing:
         if not isinstance(name, str) or not name:
             raise InvalidInput("a key needs a non-empty name", field="name")
         with self._lock:
+            self._forget_name(self._names.get(public))
             self._names[public] = name
+            self._named[name] = self._named.get(name, 0) + 1
+
+    def _forget_name(self, name: str | None) -> None:
+        if name is not None:
+            left = self._named.get(name, 0) - 1
+            if left > 0:
+                self._named[name] = left
+            else:
+                self._named.pop(name, None)
 
     def add_file(self, path: str | os.PathLike[str], name: str | None = None) -> str:
         """Admit the public key in a ``.pub`` (or key) file; the name defaults to the file's stem."""
@@ -163,10 +181,17 @@ class KeyRing:
     def remove(self, public: str) -> bool:
         """Stop admitting ``public``; True if it was there."""
         with self._lock:
-            return self._names.pop(public, None) is not None
+            name = self._names.pop(public, None)
+            self._forget_name(name)
+            return name is not None
 
     def name_of(self, public: str) -> str | None:
         return self._names.get(public)
+
+    def has_name(self, name: str) -> bool:
+        """Does some key carry ``name``? (ResMan asks whether ``agent-<host>`` exists: then that host's
+        name is reserved for that key, even before its Agent first connects.)"""
+        return self._named.get(name, 0) > 0
 
     def names(self) -> list[str]:
         return sorted(self._names.copy().values())

@@ -29,6 +29,7 @@ from galaxy.mesh import Outcome
 from galaxy.protocol import AgentMethods
 from galaxy.resman.hosts import ALIVE, HostEntry
 from galaxy.resman.model import ALLOCATING, DESTROYING, EXITED, RUNNING, Container
+from galaxy.tenancy.principal import speaks_for_host
 
 if TYPE_CHECKING:
     from galaxy.resman.engine import Engine
@@ -110,9 +111,21 @@ def poll_due(engine: Engine, now: float) -> None:
                        lambda f, at, e=entry, sent=now: polled(engine, e, sent, at, f))
 
 
+def answered_by_host(outcome: Outcome, host_id: str) -> bool:
+    """Did the host's own Agent key answer? The mesh answers a request only from the connection and
+    key it went to, and ResMan's identity policy gives a host's name only to its key; this says so
+    again where an answer becomes the host's state (a poll answer may register a host)."""
+    return speaks_for_host(outcome.key_name, host_id)   # only `agent` or `agent-<host>` do: Agent keys
+
+
 def polled(engine: Engine, entry: HostEntry, sent: float, answered: float, outcome: Outcome) -> None:
     entry.polling = False
     if outcome.exception() is not None or engine.hosts.get(entry.id) is not entry:
+        return
+    if not answered_by_host(outcome, entry.id):
+        engine.stats["answers_refused"] += 1
+        log.warning("ignoring a poll answer for host %s from key %r: not that host's Agent key",
+                    entry.id, outcome.key_name)
         return
     if not entry.registered:
         body = outcome.result()

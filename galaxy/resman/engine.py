@@ -88,7 +88,7 @@ class Engine:
         self.poll_latencies: deque[float] = deque(maxlen=200_000)
         self.stats: dict[str, int] = dict.fromkeys(
             ("placed", "created", "create_failed", "destroyed", "unknown_destroyed", "lost_hosts",
-             "rescheduled", "exited", "rounds", "write_errors", "polls"), 0)
+             "rescheduled", "exited", "rounds", "write_errors", "polls", "answers_refused"), 0)
         self.first_placement = 0.0
         self.last_placement = 0.0
         self._inbox: deque[Callable[[], None]] = deque()

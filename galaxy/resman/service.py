@@ -5,6 +5,12 @@ starts usage accounting (`accounting.Meter`), registers the routes of
 `galaxy.protocol.resman.ResManApi` — each checking the caller's authority, from the key that
 connected, against the daemon's `Directory` — and starts the engine's loop; on demotion it stops
 the loop and drops everything in memory (the next leader rebuilds from state).
+
+A host's name on the mesh is its Agent's alone (`HostIdentities`): the mesh binds an identity to
+the key that holds it, and ResMan's policy lets an Agent key hold only the name of a host it speaks
+for, and any other key no known host's name — so create requests, which carry jobs' worker keys,
+reach only the host's own key, whatever that key first sends (a registration, a poll answer, a
+heartbeat).
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ from galaxy.coord import Leadership, Paths, StateStore
 from galaxy.daemon.config import DaemonConfig
 from galaxy.daemon.replica import RoleService
 from galaxy.errors import GalaxyError, InternalError, InvalidInput, NotFound, PermissionDenied
-from galaxy.mesh import PeerInfo, Request, Server
+from galaxy.mesh import IdentityPolicy, KeyRing, PeerInfo, Request, Server
 from galaxy.protocol import AgentMethods
 from galaxy.protocol.resman import ResManApi, logs_request
 from galaxy.resman.accounting import Meter
 from galaxy.resman.admin import AdminApi
 from galaxy.resman.engine import Engine
 from galaxy.resman.groups import GroupApi
+from galaxy.resman.hosts import HostRegistry
 from galaxy.resman.settings import ResManSettings
 from galaxy.resman.state import load
 from galaxy.tenancy import (
@@ -98,6 +105,37 @@ class PoolDeclarer:
                 self._busy.discard(pool)
 
 
+class HostIdentities(IdentityPolicy):
+    """The mesh identity policy of ResMan's server: an Agent's identity is its host's name, and that
+    name is its key's only.
+
+    * An Agent key may take only the name of a host it speaks for (`speaks_for_host`: a per-host key
+      `agent-<host>` that one host; the shared `agent` key of one-box and test clusters any host).
+    * Any other key may take no host's name: not a host ResMan knows (registered now or in
+      `state/hosts`), nor one a per-host key `agent-<name>` exists for (a host not yet seen).
+    * An Agent key owns the names it speaks for: a name another key took first (a host ResMan cannot
+      know yet, with the shared key) is taken back from it when the host's Agent comes.
+
+    With the mesh's own binding (another key never takes a held identity), the peer ResMan sends a
+    host's requests to is that host's Agent key. Runs in the mesh I/O thread on a new claim only."""
+
+    def __init__(self, hosts: HostRegistry, keyring: KeyRing) -> None:
+        self.hosts = hosts
+        self.keyring = keyring
+
+    def refuse(self, identity: str, key_name: str | None) -> str | None:
+        if kind_of(key_name) == AGENT:
+            if speaks_for_host(key_name, identity):
+                return None
+            return f"the Agent key {key_name!r} does not speak for host {identity!r}"
+        if identity in self.hosts.entries or self.keyring.has_name(f"{AGENT}-{identity}"):
+            return f"{identity!r} is a host's name: only that host's Agent key may use it"
+        return None
+
+    def owns(self, identity: str, key_name: str | None) -> bool:
+        return kind_of(key_name) == AGENT and speaks_for_host(key_name, identity)
+
+
 def agent_key(who: Principal, method: str) -> None:
     if who.kind != AGENT:
         raise PermissionDenied(f"{method} is for Agents; key {who.name!r} ({who.kind}) is not an Agent's",
@@ -119,6 +157,7 @@ def serve(engine: Engine, server: Server, directory: Directory) -> None:
     """
     groups, admin = GroupApi(engine), AdminApi(engine, directory)
     engine.pool_seen = PoolDeclarer(engine.store, directory).ensure    # every registration, also by poll
+    server.identity_policy = HostIdentities(engine.hosts, server.keyring)
 
     def who(req: Request) -> Principal:
         return directory.principal(req.key_name)

@@ -1,11 +1,12 @@
 """A simulated fleet: thousands of fake Agents in one process, speaking the real Agent protocol.
 
-Each simulated host is one raw ZeroMQ DEALER (CURVE, the agent key, identity = host id) connected to
-the ResMan leader, exactly like `galaxy-agent`: it registers (`agent.register` with its facts and
-containers) on every (re)connection, heartbeats, answers `agent.resources` (`{"unchanged": digest,
-"free"}` when the poll's digest is its list's, as the Agent does), `container.create` / `destroy` /
-`list` with fake containers (resources are accounted like the Agent's ledger, disk pool and port
-table do, so a create can fail for the same reasons), and sends `container.state` events for every
+Each simulated host is one raw ZeroMQ DEALER (CURVE, the agent key, identity = host id, routed as
+a mesh Client is: id + nonce) connected to the ResMan leader, exactly like `galaxy-agent`: it
+registers (`agent.register` with its facts and containers) on every (re)connection, heartbeats,
+answers `agent.resources` (`{"unchanged": digest, "free"}` when the poll's digest is its list's, as
+the Agent does), `container.create` / `destroy` / `list` with fake containers (resources are
+accounted like the Agent's ledger, disk pool and port table do, so a create can fail for the same
+reasons), and sends `container.state` events for every
 change but a create (its answer says it). No kernel object is made.
 
 Hosts are shared among a few worker threads, each owning its sockets (ZeroMQ sockets are not
@@ -35,7 +36,7 @@ from typing import Any
 import zmq
 
 from galaxy.errors import GalaxyError, InvalidInput, NotFound, ResourceUnavailable
-from galaxy.mesh import Keypair, wire
+from galaxy.mesh import Keypair, new_route, wire
 from galaxy.protocol import AgentMethods, ContainerRequest
 from galaxy.protocol.resman import ResManApi
 
@@ -206,7 +207,7 @@ class _Worker:
         f = self.fleet
         sock = f.context.socket(zmq.DEALER)
         sock.linger = 0
-        sock.routing_id = host.id.encode()
+        sock.routing_id = new_route(host.id.encode())   # as a mesh Client does: no one else can take it
         sock.curve_serverkey = f.server_public.encode()
         sock.curve_publickey = f.keypair.public.encode()
         sock.curve_secretkey = f.keypair.secret.encode()

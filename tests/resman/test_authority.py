@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from galaxy.errors import GalaxyError, NotFound, PermissionDenied
+from galaxy.errors import GalaxyError, IdentityRefused, NotFound, PermissionDenied
 from galaxy.mesh import Client, Keypair
 from galaxy.protocol.resman import ResManApi
 from galaxy.tenancy import POOLS, USERS, User
@@ -194,7 +194,7 @@ def test_a_per_host_agent_key_speaks_only_for_its_own_host(cluster) -> None:
         finally:
             client.close()
 
-    with pytest.raises(PermissionDenied) as err:
-        register("galaxy-c-00002")                        # another host's name
-    assert err.value.field == "id"
+    with pytest.raises(IdentityRefused) as err:         # a PermissionDenied, refused by the mesh itself:
+        register("galaxy-c-00002")                        # another host's name is not this key's to use
+    assert err.value.field == "identity"
     assert register("galaxy-c-00001") == {"ok": True}
