@@ -1,13 +1,21 @@
 """Supervising the one service process: start it with its output piped to rotating logs, stop it.
 
 Stop follows the usual escalation (circus, systemd): the job's own ``stop`` command if it has one, a
-grace period, SIGTERM to the service's whole process group, another grace period, SIGKILL. Whatever
-is left of the group after the leader exits is killed too, so a stop leaves nothing behind.
+grace period, SIGTERM to the service's whole process group, another grace period, SIGKILL.
+
+However a run ends — stopped, exited, killed by a signal or the OOM killer — what is left of it is
+stopped before anything else starts (:func:`end_incarnation`), as systemd's control-group kill mode
+does: a server left running under a dead ``sh -c`` would keep its port, the next run would fail
+with "Address already in use" and a TCP health check would pass against the orphan. And a ``start``
+that is one simple command runs as ``exec command`` (:func:`exec_form`): the server is then the
+process the worker watches, not a child of a shell (Debian's ``sh``, dash, forks for a lone command).
 The blocking parts run on a worker thread; exits arrive through the reaper's callbacks.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -19,6 +27,87 @@ from galaxy.appworker.logs import RotatingLog, pump
 from galaxy.appworker.reaper import Child, ExitInfo, OomCounter, Reaper, RunAs
 
 KILL_WAIT = 10.0
+POLL = 0.05
+_OPERATOR_CHARS = set("();<>|&")
+# Words `exec` cannot run: the shell's grammar and its builtins that have no program of their own.
+_NOT_EXECUTABLE = frozenset({
+    "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "function", "if", "in",
+    "select", "then", "time", "until", "while", "[[", ".", ":", "alias", "bg", "break", "cd", "command",
+    "continue", "eval", "exit", "export", "fg", "getopts", "hash", "jobs", "let", "local", "read",
+    "readonly", "return", "set", "shift", "source", "trap", "type", "ulimit", "umask", "unalias", "unset",
+    "wait"})
+
+
+def exec_form(command: str) -> str:
+    """``command`` for ``sh -c``: ``exec command`` when it is one simple command (a program and its
+    arguments, variables and quotes allowed), else unchanged (a script of several commands, a
+    pipeline, a redirection, an assignment first, a builtin or keyword, or already ``exec``)."""
+    if "\n" in command or "`" in command:
+        return command
+    try:
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words = list(lexer)
+    except ValueError:  # unbalanced quotes: the shell will say so
+        return command
+    if not words or words[0] == "exec" or words[0] in _NOT_EXECUTABLE or "=" in words[0]:
+        return command
+    if any(set(word) <= _OPERATOR_CHARS for word in words) or "$(" in command:
+        return command
+    return "exec " + command
+
+
+def end_incarnation(reaper: Reaper, group: int, grace: float, *, whole_namespace: bool) -> int:
+    """Stop what is left of a run whose leader has exited: SIGTERM, up to ``grace`` seconds, SIGKILL.
+    Returns how many processes were still there.
+
+    Left of a run is its process group (``group``: the leader's pid) and, with ``whole_namespace``
+    (the worker is PID 1 of the pod's pid namespace, so every process there is the pod's), every
+    process but the worker and the groups of its live children (a new run, a health check, an exec):
+    that also catches what left the group (``setsid``, a daemon's double fork). Zombies are the
+    reaper's to collect and count as gone."""
+    def strays() -> list[int]:
+        with reaper.held() as live:
+            return [pid for pid, pgrp in _processes()
+                    if pid != os.getpid() and (pgrp == group or (whole_namespace and pgrp not in live))]
+
+    def signal_all(pids: list[int], sig: int) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    left = strays()
+    if not left:
+        return 0
+    signal_all(left, signal.SIGTERM)
+    for deadline, sig in ((time.monotonic() + grace, signal.SIGKILL), (time.monotonic() + grace + KILL_WAIT, 0)):
+        while (remaining := strays()) and time.monotonic() < deadline:
+            time.sleep(POLL)
+        if not remaining:
+            break
+        if sig:
+            signal_all(remaining, sig)
+    return len(left)
+
+
+def _processes(proc: str = "/proc") -> list[tuple[int, int]]:
+    """(pid, process group) of every live (not zombie) process this pid namespace shows. A process
+    that ends between the listing and the read of its stat is skipped."""
+    found = []
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()  # the command name may hold spaces and ")"
+        if len(fields) > 2 and fields[0] not in (b"Z", b"X"):
+            found.append((int(name), int(fields[2])))
+    return found
 
 
 class ServiceProcess:
@@ -38,7 +127,7 @@ class ServiceProcess:
               cwd: str | Path, env: Mapping[str, str], stdout: RotatingLog, stderr: RotatingLog,
               oom: OomCounter) -> ServiceProcess:
         before = oom.read()
-        child = reaper.spawn(["/bin/sh", "-c", command], run_as=run_as, cwd=cwd, env=env,
+        child = reaper.spawn(["/bin/sh", "-c", exec_form(command)], run_as=run_as, cwd=cwd, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert child.popen.stdout is not None and child.popen.stderr is not None
         service = cls(child, version, oom, before)
@@ -104,6 +193,11 @@ class ServiceProcess:
             self.child.wait(KILL_WAIT)
         self._kill_leftovers()
         return self.child.exit
+
+    def end(self, reaper: Reaper, grace: float) -> int:
+        """After the leader's exit: :func:`end_incarnation` of this run (the whole pid namespace when
+        the worker is its PID 1)."""
+        return end_incarnation(reaper, self.pid, grace, whole_namespace=os.getpid() == 1)
 
     def kill(self) -> None:
         """At once: SIGKILL the whole group (a start that never became healthy, worker shutdown)."""

@@ -11,13 +11,14 @@ process must not take the test's children).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,14 @@ class Reaper:
             self._children[popen.pid] = (child, pidfd)
         os.write(self._wake_w, b"x")
         return child
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[set[int]]:
+        """Hold off spawns (and reaping) for a moment; yields the pids of the live children, each the
+        leader of its own process group. While held, no child can appear unseen: what a caller lists
+        and signals in the block is a consistent picture."""
+        with self._lock:
+            yield {pid for pid, (child, _) in self._children.items() if child.alive}
 
     def stop(self) -> None:
         self._stopped = True

@@ -427,6 +427,11 @@ class Worker:
         self._maybe_restart_locally()
 
     def _after_exit(self, gen: int, service: ServiceProcess, info: ExitInfo) -> None:
+        """The leader has exited: its run's leftovers are stopped before the exit is reported, so no
+        restart (the master's or a local one) starts beside them."""
+        left = service.end(self.reaper, self.settings.stop_grace)
+        if left:
+            log.info("stopped %d process(es) left by %s's run of %s", left, self.settings.pod, service.version)
         service.drain_output()
         self._post("exited", gen, service, info)
 

@@ -205,3 +205,51 @@ def test_keeps_the_service_up_without_a_master_and_restarts_it_locally(make_work
     master.down = False  # a (new) master answers: it hears the truth
     report = master.wait_for(lambda r: r.seq >= state.seq, what="the truth reported")
     assert report.status == "RUNNING" and report.restarts == 1 and report.pid == state.pid
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+SHELL_STARTED = "echo starting; python3 -m http.server $GALAXY_PORT_HTTP --bind 127.0.0.1"
+
+
+@pytest.mark.parametrize("level", ["shell", "server"])
+def test_a_run_killed_at_any_level_leaves_nothing_and_comes_back_on_its_port(
+        make_worker: MakeWorker, work_root: Path, level: str) -> None:
+    """The Redis case of issue 15: `start` is a shell script, so the server is the shell's child.
+    Killing the shell must not leave the server holding the port; killing the server alone ends the
+    run as well. Either way the restart serves on the same port."""
+    worker, master = make_worker()
+    page = make_package(work_root, "web-1.tar.gz", {"index.html": "hello from v1\n"})
+    v1 = program("1", SHELL_STARTED, package=page, health=HTTP_HEALTH)
+    master.send("start", version="1", program=v1)
+    report = master.wait_for(lambda r: r.status == "RUNNING", what="running")
+    shell = report.pid or 0
+    server = wait_until(lambda: _children(shell), what="the server under the shell")[0]
+    assert b"http.server" in Path(f"/proc/{server}/cmdline").read_bytes()
+
+    os.kill(shell if level == "shell" else server, signal.SIGKILL)
+    ended = master.wait_for(lambda r: r.status in ("KILLED", "EXITED"), what="the end of the run reported")
+    assert not pid_alive(server), "the run's server outlived the report of its end"
+    assert (ended.signal == signal.SIGKILL) if level == "shell" else (ended.exit_code == 128 + signal.SIGKILL)
+
+    master.send("restart")
+    master.wait_for(lambda r: r.status == "RUNNING" and r.restarts == 1, what="restarted")
+    assert http_get(worker.settings.ports["http"]) == "hello from v1\n"
+
+
+def test_a_simple_start_command_is_the_service_itself(make_worker: MakeWorker) -> None:
+    """Debian's sh forks for `sh -c cmd`: the worker execs a lone command, so the pid it reports,
+    signals and watches is the server's, and a SIGKILL of it is reported as such."""
+    _worker, master = make_worker()
+    master.send("start", version="1", program=program("1", "python3 -m http.server $GALAXY_PORT_HTTP "
+                                                             "--bind 127.0.0.1", health=HTTP_HEALTH))
+    report = master.wait_for(lambda r: r.status == "RUNNING", what="running")
+    assert b"http.server" in Path(f"/proc/{report.pid}/cmdline").read_bytes()
+    os.kill(report.pid or 0, signal.SIGKILL)
+    report = master.wait_for(lambda r: r.status == "KILLED", what="the kill reported")
+    assert report.signal == signal.SIGKILL
