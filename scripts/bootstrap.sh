@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in zookeeper iptables e2fsprogs util-linux iproute2 procps openjdk-17-jre-headless libseccomp2 \
+for pkg in zookeeper iptables e2fsprogs util-linux iproute2 procps openjdk-17-jre-headless libseccomp2 redis-server \
            python3-pip python3-setuptools python3-wheel; do  # Debian python: the playbook test builds the wheel
   have "$pkg" || need_apt+=("$pkg")
 done

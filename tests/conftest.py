@@ -45,8 +45,17 @@ def zk_server() -> Iterator[object]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def zk_credential() -> object:
+    """The daemons' ZooKeeper credential of this run: tests that create ACL'd znodes use it, and
+    every chroot is removed with it (an anonymous client may not delete a daemons-only node)."""
+    from galaxy.coord import Credential
+
+    return Credential.generate()
+
+
 @pytest.fixture
-def zk_hosts(zk_server: object, request: pytest.FixtureRequest) -> Iterator[str]:
+def zk_hosts(zk_server: object, zk_credential: object, request: pytest.FixtureRequest) -> Iterator[str]:
     """``127.0.0.1:PORT/galaxy-test-<id>``: a namespace of this test's own, removed afterwards.
 
     If the test failed, the tail of the server's log is printed (pytest shows it with the failure).
@@ -60,7 +69,7 @@ def zk_hosts(zk_server: object, request: pytest.FixtureRequest) -> Iterator[str]
     report = getattr(request.node, "galaxy_report_call", None)
     if report is not None and report.failed:
         print("---- ZooKeeper log tail ----\n" + zk_server.log_text()[-4000:])  # type: ignore[attr-defined]
-    root = connect(hosts)
+    root = connect(hosts, credential=zk_credential)  # type: ignore[arg-type]
     try:
         delete_tree(root, chroot)
     finally:

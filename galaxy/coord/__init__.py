@@ -9,6 +9,9 @@ Layout (``Paths``)::
     ├── naming/<job>/<pod>                    JSON instance records (Naming)
     └── trace/<kind>/<key>                    per-object event rings
 
+Access (``acl_for``): daemons connect with the cluster's digest ``Credential`` and own every znode;
+leader records and naming are also readable by anyone (SDK, CLI, AppWorkers hold no credential).
+
 Typical leader loop::
 
     client = connect(hosts, session_timeout=4)
@@ -23,6 +26,7 @@ Typical leader loop::
 
 from __future__ import annotations
 
+from galaxy.coord._acl import Credential, acl_for, secure_tree
 from galaxy.coord._client import connect
 from galaxy.coord._election import Election
 from galaxy.coord._leader import LeaderInfo, publish_leader, read_leader, watch_leader
@@ -34,6 +38,6 @@ from galaxy.coord._state import Batch, StateStore
 from galaxy.coord._watch import WatchHandle
 
 __all__ = [
-    "Batch", "Election", "LeaderInfo", "Leadership", "Naming", "Paths", "ROLES", "StateStore", "WatchHandle",
-    "connect", "publish_leader", "read_leader", "retrying", "watch_leader",
+    "Batch", "Credential", "Election", "LeaderInfo", "Leadership", "Naming", "Paths", "ROLES", "StateStore", "WatchHandle",
+    "acl_for", "connect", "publish_leader", "read_leader", "retrying", "secure_tree", "watch_leader",
 ]

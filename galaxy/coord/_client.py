@@ -4,6 +4,10 @@ One started KazooClient per process is the norm (a session is the unit of livene
 lock, its leader record and its published instances all vanish together when it dies). A chroot in
 the connect string (``host:port/some/prefix``) is created if missing, so a fresh namespace works
 without a separate setup step.
+
+With a ``credential`` (Galaxy's daemons) the session authenticates with the ``digest`` scheme and
+every znode it creates carries the ACL of its path (``galaxy.coord._acl``); without one (SDK, CLI,
+AppWorkers) it reads what the world may read: leader records and naming.
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ from __future__ import annotations
 import warnings
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NodeExistsError
+from kazoo.exceptions import AuthFailedError, NodeExistsError
 from kazoo.handlers.threading import KazooTimeoutError
 
+from galaxy.coord._acl import AUTH_FIELD, Credential, GalaxyZooKeeper
 from galaxy.coord._retry import retry_call
-from galaxy.errors import InvalidInput, Unreachable
+from galaxy.errors import InvalidInput, PermissionDenied, Unreachable
 
 
-def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0) -> KazooClient:
+def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0,
+            credential: Credential | None = None) -> KazooClient:
     """A started KazooClient on ``hosts``, or galaxy.errors.Unreachable naming them after ``timeout`` s.
 
     ``session_timeout`` is what the client asks for; the server clamps it to [2, 20] ticks. It is
@@ -31,8 +37,8 @@ def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0)
         raise InvalidInput("must be positive", field="timeout")
     if session_timeout <= 0:
         raise InvalidInput("must be positive", field="session_timeout")
-    client = KazooClient(hosts=hosts.strip(), timeout=session_timeout,
-                         connection_retry={"max_tries": -1, "max_delay": 1.0})
+    client = GalaxyZooKeeper(hosts=hosts.strip(), timeout=session_timeout,
+                             connection_retry={"max_tries": -1, "max_delay": 1.0}, credential=credential)
     try:
         with warnings.catch_warnings():
             # kazoo warns about a missing chroot at start; it is created just below.
@@ -42,6 +48,10 @@ def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0)
         client.stop()
         client.close()
         raise Unreachable(f"cannot connect to ZooKeeper at {hosts} within {timeout:g} s") from err
+    except AuthFailedError as err:
+        client.stop()
+        client.close()
+        raise PermissionDenied(f"ZooKeeper at {hosts} refused the credential", field=AUTH_FIELD) from err
     try:
         _ensure_chroot(client, timeout)
     except BaseException:

@@ -42,6 +42,17 @@ def check_segment(value: object, field: str) -> str:
     return value
 
 
+def world_readable(path: str) -> bool:
+    """Whether ``path`` (relative to the chroot) is one clients may read without the daemons'
+    credential: a leader record (``/galaxy/<cluster>/<role>/leader``) or anything under
+    ``/galaxy/<cluster>/naming``. Clients (SDK, CLI, AppWorkers in tenant containers) need exactly
+    these to find a leader and resolve instances; everything else is the daemons' alone."""
+    parts = path.strip("/").split("/")
+    if len(parts) < 3 or parts[0] != "galaxy":
+        return False
+    return parts[2] == "naming" or (len(parts) == 4 and parts[2] in ROLES and parts[3] == "leader")
+
+
 def check_role(role: object) -> str:
     if role not in ROLES:
         raise InvalidInput(f"expected one of {', '.join(ROLES)}, got {role!r}", field="role")

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from galaxy.coord import Credential
 from galaxy.errors import InvalidInput
 
 ROLES = ("resman", "appmaster", "agent")
@@ -59,8 +60,16 @@ class DaemonConfig:
     session_timeout: float = 10.0
     heartbeat_interval: float = 1.0
     log_level: str = "info"
+    # The daemons' ZooKeeper digest credential (a 0600 file holding `user:password`); "" = none: the
+    # daemon talks to an open ZooKeeper and creates open znodes (a cluster from before ACLs).
+    zookeeper_auth: str = ""
     agent: AgentSettings = field(default_factory=AgentSettings)
     resman: dict[str, Any] = field(default_factory=dict)     # as written; ResManSettings.load checks it
+
+    def zk_credential(self) -> Credential | None:
+        """The credential named by ``zookeeper_auth``, read now (InvalidInput naming the key if the
+        file went missing or was opened up since the config was checked)."""
+        return Credential.load(self.zookeeper_auth, "zookeeper_auth") if self.zookeeper_auth else None
 
 
 class ConfigError(InvalidInput):
@@ -200,12 +209,18 @@ def parse_config(data: Any, role: str, *, source: str = "<config>") -> DaemonCon
     problems: list[tuple[str, str]] = []
     r = _Reader(data, "", problems)
     r.unknown({"cluster", "zookeeper", "id", "listen", "advertise", "key", "trusted_keys", "state_dir",
-               "session_timeout", "heartbeat_interval", "log_level", "agent", "resman"})
+               "session_timeout", "heartbeat_interval", "log_level", "zookeeper_auth", "agent", "resman"})
     ident = r.get("id", str, socket.gethostname())
     listen = r.get("listen", str, "tcp://127.0.0.1:0" if role != "agent" else "")
     advertise = r.get("advertise", str, "") or listen
     resman = r.get("resman", dict, {})
     level = r.get("log_level", str, "info")
+    zookeeper_auth = r.get("zookeeper_auth", str, "")
+    if zookeeper_auth:
+        try:
+            Credential.load(zookeeper_auth, "zookeeper_auth")
+        except InvalidInput as err:
+            problems.append(("zookeeper_auth", err.message))
     if level.lower() not in ("debug", "info", "warning", "error"):
         problems.append(("log_level", "expected debug, info, warning or error"))
     config = DaemonConfig(
@@ -221,6 +236,7 @@ def parse_config(data: Any, role: str, *, source: str = "<config>") -> DaemonCon
         session_timeout=_seconds(r, "session_timeout", 10.0),
         heartbeat_interval=_seconds(r, "heartbeat_interval", 1.0),
         log_level=level.lower(),
+        zookeeper_auth=zookeeper_auth,
         agent=_agent(data.get("agent"), problems),
         resman=dict(resman or {}),
     )

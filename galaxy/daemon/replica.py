@@ -17,7 +17,7 @@ from typing import Any
 
 from kazoo.client import KazooClient
 
-from galaxy.coord import Election, LeaderInfo, Leadership, Paths, connect, publish_leader
+from galaxy.coord import Election, LeaderInfo, Leadership, Paths, connect, publish_leader, secure_tree
 from galaxy.daemon.config import DaemonConfig
 from galaxy.daemon.keys import TrustedKeys
 from galaxy.mesh import Keypair, KeyRing, Request, Server
@@ -80,7 +80,19 @@ class ReplicatedDaemon:
 
     def run(self) -> None:
         """Campaign until stopped; serve whenever elected."""
-        self._zk = connect(self.config.zookeeper, session_timeout=self.config.session_timeout)
+        credential = self.config.zk_credential()
+        if credential is None:
+            log.warning("no zookeeper_auth in the config: ZooKeeper is used without a credential and "
+                        "every znode this daemon creates is open to anyone who reaches ZooKeeper")
+        self._zk = connect(self.config.zookeeper, session_timeout=self.config.session_timeout,
+                           credential=credential)
+        try:
+            # An older Galaxy left the tree open: close it before anything is read from or written to it.
+            secure_tree(self._zk, self.paths)
+        except BaseException:
+            self._zk.stop()
+            self._zk.close()
+            raise
         directory = Directory(self._zk, self.paths, self.keyring).start()
         self.service.directory = directory
         try:

@@ -45,6 +45,7 @@ class ResManApi:
     CONTAINER_LOGS = "container.logs"
     # administrators: machines
     HOSTS_LIST = "hosts.list"
+    HOST_TRACE = "host.trace"              # {"host", "limit"} -> [event]; trace/ is daemons-only in ZooKeeper
     HOST_OFFLINE = "host.offline"
     HOST_ONLINE = "host.online"
     HOST_DRAIN = "host.drain"

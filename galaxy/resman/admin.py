@@ -14,12 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from galaxy.errors import InvalidInput, NotFound, PermissionDenied
-from galaxy.protocol.resman import POOL, body_map, want_labels, want_str
+from galaxy.protocol.resman import POOL, body_map, want_int, want_labels, want_str
 from galaxy.resman.engine import Engine
 from galaxy.resman.hosts import HostEntry
 from galaxy.resman.scheduler import DRAINING, OFFLINE, ONLINE
 from galaxy.resman.state import put_hosts
 from galaxy.tenancy import APPMASTER, HOST_ADMIN, Directory, Principal, require, require_admin
+from galaxy.trace import RING
 
 MAX_HOSTS_PER_CALL = 10_000
 
@@ -56,6 +57,20 @@ class AdminApi:
         with self.engine.lock:
             listing = self.engine.hosts.listing(pool)
         return listing if visible is None else [h for h in listing if h["pool"] in visible]
+
+    def host_trace(self, body: Any, who: Principal) -> list[dict[str, Any]]:
+        """A host's recorded events for whoever may list it (``trace/`` in ZooKeeper is readable by
+        the daemons only, so clients ask here)."""
+        b = body_map(body)
+        host_id = want_str(b, "host")
+        limit = want_int(b, "limit", 1, RING, RING)
+        with self.engine.lock:
+            self.engine.hosts.need(host_id)                  # NotFound for a host nobody knows
+        if host_id not in {h["id"] for h in self.hosts({}, who)}:
+            raise PermissionDenied(f"host {host_id!r} is in a pool where key {who.name!r} holds no grant",
+                                   field="host")
+        tracer = self.engine.tracer
+        return [] if tracer is None else tracer.read("host", host_id, limit)
 
     def _entries(self, host_ids: list[str], who: Principal) -> list[HostEntry]:
         """The hosts, each checked for host.admin on its pool (caller holds the engine lock)."""

@@ -221,6 +221,7 @@ def serve(engine: Engine, server: Server, directory: Directory) -> None:
     }
     host_routes: dict[str, Callable[[Any, Principal], Any]] = {
         ResManApi.HOSTS_LIST: admin.hosts,
+        ResManApi.HOST_TRACE: admin.host_trace,
         ResManApi.HOST_OFFLINE: admin.offline,
         ResManApi.HOST_ONLINE: admin.online,
         ResManApi.HOST_DRAIN: admin.drain,

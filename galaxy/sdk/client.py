@@ -35,7 +35,6 @@ from galaxy.sdk._watch import WatchEvent, watch_job
 from galaxy.sdk.config import ClientConfig, load_config
 from galaxy.sdk.errors import JobFailed
 from galaxy.spec import JobSpec, load_job_file, parse_job
-from galaxy.trace import read_trace
 
 SpecLike = JobSpec | Mapping[str, Any] | str | os.PathLike[str]
 Progress = Callable[[dict[str, Any]], None]
@@ -312,8 +311,9 @@ class Client(TenancyCalls):
         raise NotFound(f"no host {host!r}", field="host")
 
     def host_trace(self, host: str, limit: int = 100) -> list[dict[str, Any]]:
-        """The host's recorded events (lost, drained, …), read from ZooKeeper."""
-        return read_trace(self.zookeeper(), self.paths, "host", host, limit)
+        """The host's recorded events (lost, drained, …), from ResMan (``trace/`` in ZooKeeper is
+        readable by the daemons only)."""
+        return list(self._read("resman", ResMan.HOST_TRACE, {"host": host, "limit": limit}))
 
     def offline(self, host: str) -> dict[str, Any]:
         """No new containers on ``host``; the running ones stay."""

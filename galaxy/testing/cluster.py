@@ -10,6 +10,7 @@ Layout under ``base``::
 
     cluster.json           what was started: namespaces, components, PIDs (for `load`)
     keys/<name>.key(.pub)  resman, appmaster, agent, admin;  keys/trusted/*.pub
+    keys/zookeeper.auth    the daemons' ZooKeeper digest credential (0600; users never get it)
     zk/                    ZooKeeper data and log
     <component>/           config.yaml, log, and for agents state/ and ssd/ (the host disk)
     admin.config           a `~/.galaxy/config`-style file for the admin key
@@ -33,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from galaxy.coord import Credential
 from galaxy.errors import GalaxyError
 from galaxy.mesh import Client, Keypair
 from galaxy.testing.netns import TestHost, TestNetwork, delete_namespaces, in_netns, wait_until
@@ -137,6 +139,13 @@ class LocalCluster:
             if not path.exists():
                 Keypair.generate().save(str(path))
             shutil.copy(f"{path}.pub", trusted / f"{name}.pub")
+        if not self.zk_auth_path.exists():
+            Credential.generate().save(self.zk_auth_path)
+
+    @property
+    def zk_auth_path(self) -> Path:
+        """The daemons' ZooKeeper credential file (every daemon's `zookeeper_auth`)."""
+        return self.base / "keys" / "zookeeper.auth"
 
     def keypair(self, name: str = "admin") -> Keypair:
         return Keypair.load(str(self.base / "keys" / f"{name}.key"))
@@ -175,7 +184,7 @@ class LocalCluster:
             "cluster": self.cluster, "zookeeper": self.state.zookeeper, "id": name,
             "key": str(self.base / "keys" / f"{role}.key"), "trusted_keys": str(self.base / "keys" / "trusted"),
             "state_dir": str(home / "state"), "session_timeout": f"{self.session_timeout}s",
-            "log_level": "info",
+            "log_level": "info", "zookeeper_auth": str(self.zk_auth_path),
         }
         if role == "agent":
             # The id names the Agent's kernel objects (cgroups `galaxy-<id>`, disk images), and an Agent
@@ -213,12 +222,14 @@ class LocalCluster:
 
     # -- observing -----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def zk(self) -> Iterator[Any]:
-        """A kazoo client inside the control host (stopped on exit)."""
-        from galaxy.coord import connect
+    def zk(self, *, anonymous: bool = False) -> Iterator[Any]:
+        """A kazoo client inside the control host (stopped on exit), with the daemons' credential
+        (tests look at state/) unless ``anonymous`` (what a user or an AppWorker gets)."""
+        from galaxy.coord import Credential, connect
 
+        credential = None if anonymous else Credential.load(self.zk_auth_path)
         with in_netns(self.control.name):
-            client = connect(self.state.zookeeper, timeout=15.0)
+            client = connect(self.state.zookeeper, timeout=15.0, credential=credential)
         try:
             yield client
         finally:
@@ -228,7 +239,7 @@ class LocalCluster:
     def leader(self, role: str) -> Any:
         from galaxy.coord import Paths, read_leader
 
-        with self.zk() as client:
+        with self.zk(anonymous=True) as client:     # what every client does: no credential needed
             return read_leader(client, Paths(self.cluster), role)
 
     def wait_leader(self, role: str, timeout: float = 60.0, *, not_identity: str | None = None) -> Any:

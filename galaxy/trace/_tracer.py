@@ -54,6 +54,10 @@ class Tracer:
                 self.dropped += 1
             self._queue.append((kind, key, entry))
 
+    def read(self, kind: str, key: str, limit: int = RING) -> list[dict[str, Any]]:
+        """The object's recorded events, read with the daemon's session (clients cannot read trace/)."""
+        return read_trace(self._client, self._paths, kind, key, limit)
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Write everything queued so far; True when the queue drained in time."""
         deadline = time.monotonic() + timeout

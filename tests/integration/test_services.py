@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -22,9 +23,11 @@ from galaxy.testing.cluster import LocalCluster
 from tests.integration.helpers import (
     answering,
     as_json,
+    cmdline,
     endpoints,
     http_status,
     ok,
+    pod_processes,
     poll,
     resolve,
     service_pid,
@@ -267,3 +270,64 @@ def test_standby_appmaster_finishes_an_update(cluster: LocalCluster, tmp_path: P
     assert prober.fewest >= len(pods) - 1
     cluster.restart(active)
     stop_and_remove(cluster, "relay")
+
+
+# ---- a service tree SIGKILLed at any level heals on its port (issue 15) ------------------------------
+
+REDIS = """\
+name: redis
+replicas: 1
+resources: {cpu: 0.1, memory: 64Mi, ports: [{name: redis}]}
+program:
+  version: "1"
+  start: echo starting redis; redis-server --port $GALAXY_PORT_REDIS --save '' --appendonly no --protected-mode no
+  health: {tcp: redis, interval: 1s}
+restart: {max_retries: 5, backoff: 1s..2s}
+"""
+
+
+def redis_ping(cluster: LocalCluster, address: str, port: int) -> bool:
+    """A PING from the control host answered +PONG."""
+    with cluster.control.netns():
+        sock = socket.socket()
+    with sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect((address, port))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+def test_a_redis_tree_killed_at_any_level_comes_back_on_its_port(cluster: LocalCluster, tmp_path: Path) -> None:
+    """`start` is a shell script (`echo …; redis-server …`), so the server runs under a shell. SIGKILL
+    of the shell once left the server holding the port: the restarted server failed with "Address
+    already in use", the TCP health check passed against the orphan and the pod flapped. Now each
+    kill costs one restart, and afterwards exactly one server runs, a new one, answering on the port."""
+    detail = submit(cluster, tmp_path, REDIS, "redis")
+    [pod] = detail["pods"]
+    name, agent = pod["pod"], pod["host"]
+    [(address, port)] = endpoints(resolve(cluster, "redis"), port="redis").values()
+    assert poll("redis to answer PING", lambda: redis_ping(cluster, address, port), timeout=30)
+
+    def servers() -> list[int]:
+        return [p for p in pod_processes(cluster, agent, name, "redis-server") if cmdline(p).startswith("redis-server")]
+
+    def restarts() -> int:
+        return int(table_column(ok(cluster, "pod", "list", "redis"), "RESTARTS")[name])
+
+    for count, level in enumerate(("shell", "server", "shell"), start=1):
+        [server] = poll("one redis-server", lambda: servers() if len(servers()) == 1 else None)
+        shells = [p for p in pod_processes(cluster, agent, name, "echo starting redis") if p != server]
+        target = shells[0] if level == "shell" else server
+        killed_at = time.monotonic()
+        os.kill(target, signal.SIGKILL)
+        poll(f"redis back on its port after its {level} was killed",
+             lambda old=server: servers() not in ([], [old]) and redis_ping(cluster, address, port), timeout=30)
+        healed = time.monotonic() - killed_at
+        assert len(servers()) == 1 and server not in servers(), f"an orphan server is left: {servers()}"
+        assert poll("the restart counted", lambda n=count: restarts() if restarts() >= n else None) == count, \
+            "one kill, one restart: the first restart after the backoff succeeded"
+        assert healed < 15, f"healed in {healed:.1f} s"
+    stop_and_remove(cluster, "redis")

@@ -92,6 +92,7 @@ TABLE: dict[str, tuple[Any, set[str]]] = {
     ResManApi.GROUP_REMOVE: ({"group": "galaxy-nosuch"}, AM_OR_ADMIN),
     ResManApi.CONTAINER_LOGS: ({"container": "galaxy-nosuch.1"}, AM_OR_ADMIN),
     ResManApi.HOSTS_LIST: ({}, {"appmaster", "admin", "alice", "bob"}),
+    ResManApi.HOST_TRACE: ({"host": A_HOST}, {"appmaster", "admin", "alice"}),   # who may see the host
     ResManApi.HOST_OFFLINE: ({"host": A_HOST}, {"admin", "alice"}),
     ResManApi.HOST_ONLINE: ({"host": A_HOST}, {"admin", "alice"}),
     ResManApi.HOST_DRAIN: ({"host": A_HOST}, {"admin", "alice"}),

@@ -131,3 +131,17 @@ def test_containers_no_group_wants_are_destroyed(make_resman, make_fleet) -> Non
     fleet.connect_to(rm2.endpoint, rm.keys.resman.public)
     wait_until(lambda: "ghost.abcdef01" not in fleet.containers(), timeout=20, what="the stray destroyed")
     assert len(wait_running(rm2, "web", 1)) == 1
+
+
+def test_a_hosts_trace_is_served_by_resman(make_resman, make_fleet) -> None:
+    """Clients cannot read trace/ in ZooKeeper (daemons only): ResMan serves a host's trace."""
+    from galaxy.errors import NotFound
+
+    rm = make_resman()
+    make_fleet(rm, sim_hosts(1, cpu=4.0))
+    rm.call("host.offline", {"host": "sim-00001"})
+    events = wait_until(lambda: rm.call("host.trace", {"host": "sim-00001", "limit": 10}), timeout=10,
+                        what="the host's trace")
+    assert "offline" in {e["event"] for e in events}
+    with pytest.raises(NotFound):
+        rm.call("host.trace", {"host": "sim-09999"})

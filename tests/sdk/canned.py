@@ -298,8 +298,12 @@ class ResManService:
             host["pool"] = body.get("pool")
             return {"host": host["id"], "pool": host["pool"]}
 
+        def host_trace(body: dict[str, Any]) -> Any:
+            self._host(body)
+            return []
+
         table: dict[str, Callable[[dict[str, Any]], Any]] = {
-            "hosts.list": hosts, "host.offline": admin("offline"), "host.online": admin("online"),
+            "hosts.list": hosts, "host.trace": host_trace, "host.offline": admin("offline"), "host.online": admin("online"),
             "host.drain": admin("draining"), "host.label": labels(True), "host.unlabel": labels(False),
             "host.move": move}
         return {name: rec(name, fn) for name, fn in table.items()}

@@ -2,8 +2,10 @@
 """Health checks the Galaxy roles wait on after (re)starting a daemon; exit 0 = healthy.
 
     galaxy-health zookeeper --address HOST:PORT            the server serves (srvr shows a Mode)
-    galaxy-health election --zookeeper Z --cluster C --role R --id ID
-                                                           the replica campaigns (its election node exists)
+    galaxy-health election --zookeeper Z --cluster C --role R --id ID --auth FILE
+                                                           the replica campaigns (its election node exists;
+                                                           elections are readable with the daemons'
+                                                           ZooKeeper credential FILE only)
     galaxy-health leaders --zookeeper Z --cluster C        print {"resman": id|null, "appmaster": id|null}
 
 Runs with the release's Python (it needs kazoo). `leaders` never fails: with no ZooKeeper yet (a
@@ -36,16 +38,19 @@ def zookeeper(address: str) -> int:
     return 0
 
 
-def _client(hosts: str):  # type: ignore[no-untyped-def]
+def _client(hosts: str, auth: str = ""):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
     from kazoo.client import KazooClient
 
-    client = KazooClient(hosts=hosts, timeout=5.0)
+    auth_data = [("digest", Path(auth).read_text().strip())] if auth else None
+    client = KazooClient(hosts=hosts, timeout=5.0, auth_data=auth_data)
     client.start(timeout=10)
     return client
 
 
-def election(hosts: str, cluster: str, role: str, ident: str) -> int:
-    client = _client(hosts)
+def election(hosts: str, cluster: str, role: str, ident: str, auth: str) -> int:
+    client = _client(hosts, auth)
     try:
         base = f"/galaxy/{cluster}/{role}/election"
         for child in client.get_children(base) if client.exists(base) else []:
@@ -87,11 +92,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cluster", default="")
     parser.add_argument("--role", default="")
     parser.add_argument("--id", default="")
+    parser.add_argument("--auth", default="", help="the daemons' ZooKeeper credential file (user:password)")
     args = parser.parse_args(argv)
     if args.check == "zookeeper":
         return zookeeper(args.address)
     if args.check == "election":
-        return election(args.zookeeper, args.cluster, args.role, args.id)
+        return election(args.zookeeper, args.cluster, args.role, args.id, args.auth)
     return leaders(args.zookeeper, args.cluster)
 
 

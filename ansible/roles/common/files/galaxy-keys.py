@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Make the cluster's missing CURVE keypairs on the controller: galaxy-keys.py DIR NAME...
 
-DIR/<name>.key (secret, 0600) and DIR/<name>.key.pub are made once and never replaced; DIR/trusted/
+DIR/<name>.key (secret, 0600) and DIR/<name>.key.pub are made once and never replaced, and so is
+DIR/zookeeper.auth (0600): the daemons' ZooKeeper digest credential (`user:password`); DIR/trusted/
 holds exactly the named public keys (a key whose name is gone is removed: that is how a host is
 revoked). Prints {"changed": bool, "made": [...], "removed": [...]}.
 """
@@ -13,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from galaxy.coord import Credential
 from galaxy.mesh import Keypair
 
 
@@ -33,6 +35,10 @@ def main(directory: str, names: list[str]) -> dict[str, object]:
         if not pub.exists() or pub.read_text() != text:
             pub.write_text(text)
             published.append(name)
+    auth = root / "zookeeper.auth"
+    if not auth.exists():
+        Credential.generate().save(auth)
+        made.append(auth.name)
     removed = sorted(p.name for p in trusted.glob("*.pub") if p.name[:-4] not in names)
     for stale in removed:
         (trusted / stale).unlink()
