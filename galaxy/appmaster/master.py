@@ -23,7 +23,7 @@ from galaxy.appmaster.naming import NamingPublisher
 from galaxy.appmaster.pods import BUSY_INTERVAL, PODS_KIND, Decision, PodRow, absorb, decide
 from galaxy.appmaster.resman_link import ResManLink
 from galaxy.appmaster.writer import StateWriter
-from galaxy.coord import Naming, Paths, StateStore
+from galaxy.coord import Naming, Paths, StateKey, StateStore, open_sealed
 from galaxy.errors import GalaxyError, NotFound
 from galaxy.mesh import KeyRing, Request
 from galaxy.protocol import podtoken
@@ -32,6 +32,7 @@ from galaxy.spec import JobSpec
 from galaxy.trace import Tracer
 
 log = logging.getLogger(__name__)
+SECRET_FIELDS = ("worker_secret", "pod_seed")  # sealed in job records (galaxy/coord/_sealed.py)
 
 RECONCILE_INTERVAL = 0.5
 GROUP_SYNC_INTERVAL = 2.0      # how often each job's containers are compared with ResMan's view
@@ -43,7 +44,8 @@ class Master:
     """Jobs, pods and the threads that keep them in ZooKeeper; owned by the leading AppMasterService."""
 
     def __init__(self, *, zk: KazooClient, paths: Paths, store: StateStore, keyring: KeyRing,
-                 resman: ResManLink, zookeeper_hosts: str, worker_argv: list[str] | None = None) -> None:
+                 resman: ResManLink, zookeeper_hosts: str, worker_argv: list[str] | None = None,
+                 state_key: StateKey | None = None) -> None:
         self.zk = zk
         self.paths = paths
         self.store = store
@@ -51,6 +53,7 @@ class Master:
         self.resman = resman
         self.zookeeper_hosts = zookeeper_hosts
         self.worker_argv = worker_argv or [sys.executable, "-m", "galaxy.appworker.main"]
+        self.state_key = state_key  # seals worker keys and pod seeds at rest (galaxy/coord/_sealed.py)
         self.lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
         self.pods: dict[str, PodRow] = {}
@@ -75,6 +78,9 @@ class Master:
         pods = self.store.list(PODS_KIND)
         with self.lock:
             for name, data in jobs.items():
+                # A job whose secrets this AppMaster cannot open (another state key) stops the start,
+                # loudly: skipped, it would look removed, and its containers would go with it.
+                data = self._opened(data)
                 try:
                     job = Job.from_state(data)
                 except (KeyError, TypeError, ValueError, GalaxyError) as err:
@@ -120,11 +126,27 @@ class Master:
             for kind, key in keys:
                 if kind == JOBS_KIND:
                     job = self.jobs.get(key)
-                    out[(kind, key)] = job.to_state() if job is not None else None
+                    out[(kind, key)] = self._sealed(job.to_state()) if job is not None else None
                 else:
                     row = self.pods.get(key)
                     out[(kind, key)] = row.to_state() if row is not None else None
         return out
+
+    def _sealed(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A job record as written: its secrets sealed when this AppMaster has a state key."""
+        if self.state_key is None:
+            return record
+        return {**record, **{name: self.state_key.seal(record[name], name) for name in SECRET_FIELDS}}
+
+    def _opened(self, record: Any) -> Any:
+        """A job record as read: sealed secrets opened (a plain record from before sealing as it is)."""
+        if not isinstance(record, dict):
+            return record  # not a record at all: from_state says so
+        return {**record, **{name: open_sealed(self.state_key, record.get(name, ""), name)
+                             for name in SECRET_FIELDS}}
+
+    def _sealed_env(self, name: str, value: str) -> str:
+        return self.state_key.seal(value, f"env:{name}") if self.state_key is not None else value
 
     def save_job(self, job: Job) -> int:
         job.updated_at = time.time()
@@ -274,9 +296,10 @@ class Master:
         # The job's own env reaches the service with each command (program.env), never PID 1's environ:
         # a tenant's LD_PRELOAD or PYTHONPATH must not load code into the AppWorker, which holds caps.
         env = {"GALAXY_ZOOKEEPER": self.zookeeper_hosts, "GALAXY_CLUSTER": self.paths.cluster,
-               "GALAXY_WORKER_KEY": job.worker_secret, "GALAXY_WORKER_PUB": job.worker_public}
+               "GALAXY_WORKER_KEY": self._sealed_env("GALAXY_WORKER_KEY", job.worker_secret),
+               "GALAXY_WORKER_PUB": job.worker_public}
         if job.pod_seed:  # the Agent turns it into the pod's own token (galaxy/protocol/podtoken.py)
-            env[podtoken.SEED_VAR] = job.pod_seed
+            env[podtoken.SEED_VAR] = self._sealed_env(podtoken.SEED_VAR, job.pod_seed)
         return {"group": job.name, "owner": job.owner, "pool": spec.pool, "replicas": job.replicas,
                 "priority": spec.type, "max_per_host": spec.max_per_host, "labels": list(res.labels),
                 "update_step": spec.update.pods_per_step(job.replicas),

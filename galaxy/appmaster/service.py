@@ -65,7 +65,8 @@ class AppMasterService(RoleService):
         self._link = ResManLink(zk, self._paths, self.keypair, f"appmaster-{self.config.id}",
                                 heartbeat_interval=self.config.heartbeat_interval)
         master = Master(zk=zk, paths=self._paths, store=store, keyring=server.keyring, resman=self._link,
-                        zookeeper_hosts=self.config.zookeeper, worker_argv=self.worker_argv)
+                        zookeeper_hosts=self.config.zookeeper, worker_argv=self.worker_argv,
+                        state_key=self.config.sealing_key())
         if self.directory is None:
             raise InternalError("the AppMaster leads without a user directory (ReplicatedDaemon sets it)")
         master.load()

@@ -34,10 +34,12 @@ from galaxy.coord._leadership import Leadership
 from galaxy.coord._naming import Naming
 from galaxy.coord._paths import ROLES, Paths
 from galaxy.coord._retry import retrying
+from galaxy.coord._sealed import StateKey, is_sealed, open_sealed
 from galaxy.coord._state import Batch, StateStore
 from galaxy.coord._watch import WatchHandle
 
 __all__ = [
-    "Batch", "Credential", "Election", "LeaderInfo", "Leadership", "Naming", "Paths", "ROLES", "StateStore", "WatchHandle",
-    "acl_for", "connect", "publish_leader", "read_leader", "retrying", "secure_tree", "watch_leader",
+    "Batch", "Credential", "Election", "LeaderInfo", "Leadership", "Naming", "Paths", "ROLES", "StateKey", "StateStore",
+    "WatchHandle", "acl_for", "connect", "is_sealed", "open_sealed", "publish_leader", "read_leader", "retrying",
+    "secure_tree", "watch_leader",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from galaxy.coord import Credential
+from galaxy.coord import Credential, StateKey
 from galaxy.errors import InvalidInput
 
 ROLES = ("resman", "appmaster", "agent")
@@ -63,6 +63,9 @@ class DaemonConfig:
     # The daemons' ZooKeeper digest credential (a 0600 file holding `user:password`); "" = none: the
     # daemon talks to an open ZooKeeper and creates open znodes (a cluster from before ACLs).
     zookeeper_auth: str = ""
+    # ResMan's and the AppMaster's key for secrets at rest (galaxy/coord/_sealed.py: a 0600 file);
+    # "" = none: worker keys and pod seeds are written to ZooKeeper in plain text (as before sealing).
+    state_key: str = ""
     agent: AgentSettings = field(default_factory=AgentSettings)
     resman: dict[str, Any] = field(default_factory=dict)     # as written; ResManSettings.load checks it
 
@@ -70,6 +73,10 @@ class DaemonConfig:
         """The credential named by ``zookeeper_auth``, read now (InvalidInput naming the key if the
         file went missing or was opened up since the config was checked)."""
         return Credential.load(self.zookeeper_auth, "zookeeper_auth") if self.zookeeper_auth else None
+
+    def sealing_key(self) -> StateKey | None:
+        """The key named by ``state_key``, read now (InvalidInput naming the key if it went bad)."""
+        return StateKey.load(self.state_key, "state_key") if self.state_key else None
 
 
 class ConfigError(InvalidInput):
@@ -209,7 +216,8 @@ def parse_config(data: Any, role: str, *, source: str = "<config>") -> DaemonCon
     problems: list[tuple[str, str]] = []
     r = _Reader(data, "", problems)
     r.unknown({"cluster", "zookeeper", "id", "listen", "advertise", "key", "trusted_keys", "state_dir",
-               "session_timeout", "heartbeat_interval", "log_level", "zookeeper_auth", "agent", "resman"})
+               "session_timeout", "heartbeat_interval", "log_level", "zookeeper_auth", "state_key", "agent",
+               "resman"})
     ident = r.get("id", str, socket.gethostname())
     listen = r.get("listen", str, "tcp://127.0.0.1:0" if role != "agent" else "")
     advertise = r.get("advertise", str, "") or listen
@@ -221,6 +229,14 @@ def parse_config(data: Any, role: str, *, source: str = "<config>") -> DaemonCon
             Credential.load(zookeeper_auth, "zookeeper_auth")
         except InvalidInput as err:
             problems.append(("zookeeper_auth", err.message))
+    state_key = r.get("state_key", str, "")
+    if state_key and role == "agent":
+        problems.append(("state_key", "is for ResMan and the AppMaster only: an Agent must not hold it"))
+    elif state_key:
+        try:
+            StateKey.load(state_key, "state_key")
+        except InvalidInput as err:
+            problems.append(("state_key", err.message))
     if level.lower() not in ("debug", "info", "warning", "error"):
         problems.append(("log_level", "expected debug, info, warning or error"))
     config = DaemonConfig(
@@ -237,6 +253,7 @@ def parse_config(data: Any, role: str, *, source: str = "<config>") -> DaemonCon
         heartbeat_interval=_seconds(r, "heartbeat_interval", 1.0),
         log_level=level.lower(),
         zookeeper_auth=zookeeper_auth,
+        state_key=state_key,
         agent=_agent(data.get("agent"), problems),
         resman=dict(resman or {}),
     )

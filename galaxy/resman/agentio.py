@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from galaxy.coord import is_sealed, open_sealed
 from galaxy.errors import GalaxyError, NotFound, ProtocolError
 from galaxy.mesh import Outcome
 from galaxy.protocol import AgentMethods
@@ -365,7 +366,13 @@ def send_creates(engine: Engine, entry: HostEntry) -> None:
             c.create_sent = False
             engine.retire(c, "its group or version is gone")
             continue
-        batch.append({**group.template, "id": c.id, "group": c.group, "owner": group.owner})
+        try:
+            template = opened_template(engine, group.template)
+        except GalaxyError as err:  # a sealed secret this ResMan cannot open: a failed create, said why
+            entry.creating += 1
+            finish_create(engine, entry, c.id, err, None)
+            continue
+        batch.append({**template, "id": c.id, "group": c.group, "owner": group.owner})
     entry.creating += len(batch)
     if not queue or entry.creating >= limit:
         # Back in the set when an answer makes room (finish_create): a host at its limit is not
@@ -384,6 +391,15 @@ def send_creates(engine: Engine, entry: HostEntry) -> None:
     for body in batch:
         engine.request(entry.id, AgentMethods.CREATE, body, timeout,
                        lambda f, at, cid=body["id"]: created(engine, entry, cid, f))
+
+
+def opened_template(engine: Engine, template: dict[str, Any]) -> dict[str, Any]:
+    """The container template as an Agent gets it: env values the AppMaster sealed (the worker key,
+    the pod seed: galaxy/coord/_sealed.py) opened with ResMan's state key, for this request only."""
+    env = template.get("env")
+    if not isinstance(env, dict) or not any(is_sealed(v) for v in env.values()):
+        return template
+    return {**template, "env": {k: open_sealed(engine.state_key, v, f"env:{k}") for k, v in env.items()}}
 
 
 def created_many(engine: Engine, entry: HostEntry, ids: list[str], outcome: Outcome) -> None:

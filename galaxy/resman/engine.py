@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from galaxy.coord import StateStore
+from galaxy.coord import StateKey, StateStore
 from galaxy.errors import GalaxyError, NotLeader
 from galaxy.mesh import Outcome, Server
 from galaxy.resman import agentio, reconcile
@@ -64,6 +64,9 @@ class Engine:
         # Usage accounting (galaxy.resman.accounting): sees every container list an Agent reports.
         # Called in the loop thread as meter.observe(host_id, pool, containers, at); None = off.
         self.meter: Any = None
+        # Opens the secrets the AppMaster sealed into group templates, for create requests only
+        # (galaxy/coord/_sealed.py); None = this ResMan holds no state key.
+        self.state_key: StateKey | None = None
         # Called (loop thread, must not block) with the pool of every host that registers — by the
         # register route or by answering a poll after it was lost — so ResMan declares new pools.
         self.pool_seen: Callable[[str], None] | None = None

@@ -254,6 +254,7 @@ class ResManService(RoleService):
         store = StateStore(zk, paths, leadership=leadership)
         self.tracer = Tracer(zk, paths, "resman")
         engine = Engine(self.settings, server=server, store=store, tracer=self.tracer)
+        engine.state_key = self.config.sealing_key()
         engine.load(load(store))
         self.meter = Meter(lambda: engine.groups, store, self.settings).start()
         engine.meter = self.meter

@@ -11,6 +11,7 @@ Layout under ``base``::
     cluster.json           what was started: namespaces, components, PIDs (for `load`)
     keys/<name>.key(.pub)  resman, appmaster, agent, admin;  keys/trusted/*.pub
     keys/zookeeper.auth    the daemons' ZooKeeper digest credential (0600; users never get it)
+    keys/state.key         ResMan's and the AppMaster's key for secrets at rest (0600)
     zk/                    ZooKeeper data and log
     <component>/           config.yaml, log, and for agents state/ and ssd/ (the host disk)
     admin.config           a `~/.galaxy/config`-style file for the admin key
@@ -34,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from galaxy.coord import Credential
+from galaxy.coord import Credential, StateKey
 from galaxy.errors import GalaxyError
 from galaxy.mesh import Client, Keypair
 from galaxy.testing.netns import TestHost, TestNetwork, delete_namespaces, in_netns, wait_until
@@ -141,6 +142,13 @@ class LocalCluster:
             shutil.copy(f"{path}.pub", trusted / f"{name}.pub")
         if not self.zk_auth_path.exists():
             Credential.generate().save(self.zk_auth_path)
+        if not self.state_key_path.exists():
+            StateKey.generate().save(self.state_key_path)
+
+    @property
+    def state_key_path(self) -> Path:
+        """ResMan's and the AppMaster's key for secrets at rest (their `state_key`; Agents never get it)."""
+        return self.base / "keys" / "state.key"
 
     @property
     def zk_auth_path(self) -> Path:
@@ -186,6 +194,8 @@ class LocalCluster:
             "state_dir": str(home / "state"), "session_timeout": f"{self.session_timeout}s",
             "log_level": "info", "zookeeper_auth": str(self.zk_auth_path),
         }
+        if role != "agent":
+            config["state_key"] = str(self.state_key_path)
         if role == "agent":
             # The id names the Agent's kernel objects (cgroups `galaxy-<id>`, disk images), and an Agent
             # removes cgroups under its name that it has no record of: clusters running side by side on

@@ -346,9 +346,12 @@ def test_playbook_builds_a_cluster_that_runs_a_job_through_an_upgrade(cluster: C
     assert found["appmaster"] in {names[i] for i in LAYOUT["appmaster"]}
     registered = {h["id"]: h for h in found["hosts"]}
     assert registered[names[3]]["labels"] == ["ssd"] and registered[names[3]]["pool"] == "default"
-    # Each host holds only its own secret keys.
+    # Each host holds only its own secret keys, and the daemons' ZooKeeper credential; the state key
+    # that opens sealed worker keys only where ResMan or the AppMaster runs, never on an Agent host.
     keys = {p.name for p in (cluster.root(3) / "etc" / "galaxy" / "keys").iterdir()}
-    assert keys == {"agent.key"}
+    assert keys == {"agent.key", "zookeeper.auth"}
+    resman_keys = {p.name for p in (cluster.root(LAYOUT["resman"][0]) / "etc" / "galaxy" / "keys").iterdir()}
+    assert {"resman.key", "zookeeper.auth", "state.key"} <= resman_keys
 
     # 2. A user runs a service with the admin key: two replicas, one per Agent, each answering HTTP
     #    from another test host at the endpoint naming gives.

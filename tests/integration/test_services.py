@@ -17,10 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 
+from galaxy.coord import Paths
 from galaxy.testing.cluster import LocalCluster
 from tests.integration.helpers import (
+    agent_named,
     answering,
     as_json,
     cmdline,
@@ -331,3 +334,28 @@ def test_a_redis_tree_killed_at_any_level_comes_back_on_its_port(cluster: LocalC
             "one kill, one restart: the first restart after the backoff succeeded"
         assert healed < 15, f"healed in {healed:.1f} s"
     stop_and_remove(cluster, "redis")
+
+
+# ---- no secret in ZooKeeper in plain text (issue 14) -----------------------------------------------
+
+def test_worker_keys_and_pod_seeds_are_sealed_in_zookeeper_and_still_reach_the_pods(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    """The AppMaster seals a job's worker secret key and pod seed in its job record and in the group
+    template it gives ResMan; ResMan opens them for the create request only; the Agent (which holds
+    no state key) passes them to the container, whose AppWorker then speaks for the pod."""
+    detail = submit(cluster, tmp_path, service_spec("sealed", replicas=1), "sealed")
+    [pod] = detail["pods"]
+    paths = Paths(cluster.cluster)
+    with cluster.zk() as zk:
+        job = cbor2.loads(zk.get(paths.state("jobs", "sealed"))[0])
+        group = cbor2.loads(zk.get(paths.state("groups", "sealed"))[0])
+    env = group["container"]["env"]
+    for value in (job["worker_secret"], job["pod_seed"], env["GALAXY_WORKER_KEY"], env["GALAXY_POD_SEED"]):
+        assert value.startswith("sealed:v1:"), value
+    [record] = list(cluster.base.glob(f"agent-*/state/records/{pod['pod']}.json"))
+    opened = json.loads(record.read_text())["request"]["env"]["GALAXY_WORKER_KEY"]
+    assert not opened.startswith("sealed:") and opened not in json.dumps([job, group])
+    assert record.stat().st_mode & 0o777 == 0o600
+    assert "state_key" not in (cluster.base / agent_named(cluster, pod["host"]) / "config.yaml").read_text()
+    assert show(cluster, "sealed")["pods"][0]["status"] == "RUNNING"   # the pod spoke with the opened key
+    stop_and_remove(cluster, "sealed")

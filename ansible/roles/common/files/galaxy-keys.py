@@ -2,7 +2,8 @@
 """Make the cluster's missing CURVE keypairs on the controller: galaxy-keys.py DIR NAME...
 
 DIR/<name>.key (secret, 0600) and DIR/<name>.key.pub are made once and never replaced, and so is
-DIR/zookeeper.auth (0600): the daemons' ZooKeeper digest credential (`user:password`); DIR/trusted/
+DIR/zookeeper.auth (0600): the daemons' ZooKeeper digest credential (`user:password`), and
+DIR/state.key (0600): ResMan's and the AppMaster's key for secrets at rest; DIR/trusted/
 holds exactly the named public keys (a key whose name is gone is removed: that is how a host is
 revoked). Prints {"changed": bool, "made": [...], "removed": [...]}.
 """
@@ -14,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from galaxy.coord import Credential
+from galaxy.coord import Credential, StateKey
 from galaxy.mesh import Keypair
 
 
@@ -39,6 +40,10 @@ def main(directory: str, names: list[str]) -> dict[str, object]:
     if not auth.exists():
         Credential.generate().save(auth)
         made.append(auth.name)
+    state_key = root / "state.key"
+    if not state_key.exists():
+        StateKey.generate().save(state_key)
+        made.append(state_key.name)
     removed = sorted(p.name for p in trusted.glob("*.pub") if p.name[:-4] not in names)
     for stale in removed:
         (trusted / stale).unlink()
