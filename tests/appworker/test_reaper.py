@@ -36,8 +36,13 @@ ORPHANS = textwrap.dedent("""
     deadline = time.monotonic() + 10
     while reaper.orphans_reaped < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    zombies = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().split(") ")[1]
-               .split()[:2] == ["Z", str(os.getpid())]]
+    def state_and_parent(pid):
+        try:  # any process of the host may end between the listing and this read
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rpartition(") ")[2].split()[:2]
+        except OSError:
+            return None
+    zombies = [p for p in os.listdir("/proc") if p.isdigit() and state_and_parent(p) == ["Z", str(os.getpid())]]
     print(reaper.orphans_reaped, len(zombies))
 """)
 
