@@ -17,10 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kazoo.client import KazooClient, TransactionRequest
@@ -28,6 +26,7 @@ from kazoo.exceptions import NoAuthError, NoNodeError
 from kazoo.security import ACL, OPEN_ACL_UNSAFE, make_acl, make_digest_acl
 
 from galaxy.coord._paths import Paths, world_readable
+from galaxy.coord._private_file import read_private, write_private
 from galaxy.errors import InvalidInput, PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -63,23 +62,11 @@ class Credential:
         """Read the credential file; InvalidInput naming ``field`` if it is missing, unreadable,
         malformed or readable by group or others (a credential anyone on the host can read is one
         every tenant process can use)."""
-        p = Path(path)
-        try:
-            mode = p.stat().st_mode
-            text = p.read_text()
-        except OSError as err:
-            raise InvalidInput(f"cannot read ZooKeeper credential file {p}: {err.strerror}", field=field) from None
-        if stat.S_IMODE(mode) & 0o077:
-            raise InvalidInput(f"ZooKeeper credential file {p} is readable by group or others "
-                               f"(mode {stat.S_IMODE(mode):04o}); chmod 600 it", field=field)
-        return cls.parse(text, field)
+        return cls.parse(read_private(path, field, "ZooKeeper credential"), field)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write ``user:password`` to ``path``, created 0600 (never world-readable, not even briefly)."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(f"{self.user}:{self.password}\n")
+        write_private(path, f"{self.user}:{self.password}\n")
 
     @property
     def auth_data(self) -> list[tuple[str, str]]:

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import base64
 import os
-import stat
-from pathlib import Path
 from typing import Any
 
+from galaxy.coord._private_file import read_private, write_private
 from galaxy.errors import InvalidInput, PermissionDenied
 
 PREFIX = "sealed:v1:"
@@ -62,27 +61,16 @@ class StateKey:
     def load(cls, path: str | os.PathLike[str], field: str = KEY_FIELD) -> StateKey:
         """Read the key file; InvalidInput naming ``field`` if it is missing, unreadable, malformed
         or readable by group or others."""
-        p = Path(path)
-        try:
-            mode = p.stat().st_mode
-            text = p.read_text().strip()
-        except OSError as err:
-            raise InvalidInput(f"cannot read state key file {p}: {err.strerror}", field=field) from None
-        if stat.S_IMODE(mode) & 0o077:
-            raise InvalidInput(f"state key file {p} is readable by group or others "
-                               f"(mode {stat.S_IMODE(mode):04o}); chmod 600 it", field=field)
+        text = read_private(path, field, "state key").strip()
         try:
             key = base64.b64decode(text, validate=True)
         except ValueError:
-            raise InvalidInput(f"state key file {p} does not hold base64", field=field) from None
+            raise InvalidInput(f"state key file {os.fspath(path)} does not hold base64", field=field) from None
         return cls(key)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the key to ``path``, created 0600."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(base64.b64encode(self._key).decode() + "\n")
+        write_private(path, base64.b64encode(self._key).decode() + "\n")
 
     def seal(self, value: str, name: str) -> str:
         """``value`` sealed under ``name`` (what it is: ``worker_secret``, ``env:GALAXY_WORKER_KEY``)."""

@@ -8,22 +8,16 @@ import pytest
 
 from galaxy.appmaster.workerkeys import PodIdentities, key_name
 from galaxy.errors import IdentityRefused, PermissionDenied
-from galaxy.mesh import Client, Keypair, Request
+from galaxy.mesh import Client, Request
 from galaxy.protocol.podtoken import SEED_VAR, TOKEN_FIELD, new_pod_seed, pod_token
 from tests.appmaster.conftest import AppMasterCluster, wait_until
-from tests.appmaster.test_service import spec, wait_state
+from tests.appmaster.test_service import two_running_pods
 
 
 @pytest.mark.zk
 def test_a_pod_claiming_another_pods_identity_is_refused_and_that_pod_keeps_working(
         am_cluster: AppMasterCluster) -> None:
-    am_cluster.start_appmaster("am-1")
-    alice = am_cluster.client()
-    alice.call("job.submit", {"spec": spec("a", replicas=2)})
-    wait_state(alice, "a", "RUNNING")
-    env = am_cluster.resman.groups["a"]["container"]["env"]
-    keys = Keypair(env["GALAXY_WORKER_PUB"], env["GALAXY_WORKER_KEY"])
-    mine, victim = sorted(am_cluster.resman.groups["a"]["containers"])
+    alice, env, keys, (mine, victim) = two_running_pods(am_cluster)
     own_token = pod_token(env[SEED_VAR], mine)       # all a compromised pod has: the job key and its token
     before = alice.call("pod.show", {"pod": victim})
     leader = am_cluster.leader()

@@ -204,16 +204,22 @@ def test_a_worker_cannot_speak_for_another_job_or_pod(am_cluster: AppMasterClust
             rogue.call("pod.report", {"pod": pod_a, "job": "a", "status": "RUNNING"})
 
 
-def test_a_pod_speaks_only_for_itself_even_with_its_jobs_key(am_cluster: AppMasterCluster) -> None:
-    """All pods of a job share its transport key; the pod token (derived by the Agent from the job's
-    seed, which no container holds) is what names one pod: another pod's token, or none, is refused."""
+def two_running_pods(am_cluster: AppMasterCluster) -> tuple[Any, dict[str, str], Keypair, list[str]]:
+    """Job "a" of two pods RUNNING under a started AppMaster: (alice's client, the container env a pod
+    of it gets, the job's worker keypair, the two pod ids sorted)."""
     am_cluster.start_appmaster("am-1")
     alice = am_cluster.client()
     alice.call("job.submit", {"spec": spec("a", replicas=2)})
     wait_state(alice, "a", "RUNNING")
     env = am_cluster.resman.groups["a"]["container"]["env"]
     keys = Keypair(env["GALAXY_WORKER_PUB"], env["GALAXY_WORKER_KEY"])
-    first, second = sorted(am_cluster.resman.groups["a"]["containers"])
+    return alice, env, keys, sorted(am_cluster.resman.groups["a"]["containers"])
+
+
+def test_a_pod_speaks_only_for_itself_even_with_its_jobs_key(am_cluster: AppMasterCluster) -> None:
+    """All pods of a job share its transport key; the pod token (derived by the Agent from the job's
+    seed, which no container holds) is what names one pod: another pod's token, or none, is refused."""
+    _alice, env, keys, (first, second) = two_running_pods(am_cluster)
     leader = am_cluster.leader()
     report = {"pod": second, "job": "a", "status": "RUNNING"}
     with Client(leader.endpoint, leader.public_key, keys, second, timeout=3.0, retries=0) as rogue:

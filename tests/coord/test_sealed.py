@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from galaxy.coord import StateKey, is_sealed, open_sealed
-from galaxy.daemon.config import ConfigError, parse_config
-from galaxy.errors import InvalidInput, PermissionDenied
+from galaxy.errors import PermissionDenied
 
 SECRET = "rq}ZkIbAAs2(wk0Ob5ruLm[+&ecy]Fjo7L1WHQ(9"  # a CURVE secret key's shape
 
@@ -36,33 +32,6 @@ def test_plain_values_from_before_sealing_read_as_they_are_and_a_keyless_daemon_
     with pytest.raises(PermissionDenied, match="no state_key") as err:
         open_sealed(None, StateKey.generate().seal(SECRET, "x"), "x")
     assert err.value.field == "state_key"
-
-
-BASE: dict[str, Any] = {"cluster": "c1", "zookeeper": "127.0.0.1:2181", "key": "/k/resman.key",
-                        "trusted_keys": "/k/trusted", "id": "r1"}
-
-
-def test_the_state_key_is_a_private_file_for_resman_and_the_appmaster_only(tmp_path: Path) -> None:
-    path = tmp_path / "state.key"
-    key = StateKey.generate()
-    key.save(path)
-    assert path.stat().st_mode & 0o777 == 0o600
-    config = parse_config({**BASE, "state_key": str(path)}, "appmaster")
-    loaded = config.sealing_key()
-    assert loaded is not None and loaded.open(key.seal(SECRET, "x"), "x") == SECRET
-    assert parse_config(BASE, "resman").sealing_key() is None
-    with pytest.raises(ConfigError, match="Agent must not hold it") as err:
-        parse_config({**BASE, "state_key": str(path)}, "agent")
-    assert err.value.field == "state_key"
-    path.chmod(0o640)
-    with pytest.raises(ConfigError, match="readable by group or others") as err:
-        parse_config({**BASE, "state_key": str(path)}, "resman")
-    assert err.value.field == "state_key"
-    path.chmod(0o600)
-    path.write_text("not base64!\n")
-    with pytest.raises(InvalidInput, match="base64") as bad:
-        StateKey.load(path)
-    assert bad.value.field == "state_key"
 
 
 def test_resman_opens_sealed_env_for_a_create_request_only() -> None:

@@ -1,5 +1,7 @@
-"""The daemons' ZooKeeper credential: named in the config (`zookeeper_auth`), refused when missing or
-readable by others, and used at start to secure a tree an older, open Galaxy left behind."""
+"""The daemons' secret files. The ZooKeeper credential: named in the config (`zookeeper_auth`),
+refused when missing or readable by others, and used at start to secure a tree an older, open
+Galaxy left behind. The state key (`state_key`): the same rules, and for ResMan and the AppMaster
+only."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ from typing import Any
 import pytest
 from kazoo.exceptions import NoAuthError
 
-from galaxy.coord import Credential, Naming, Paths, acl_for, connect, read_leader
+from galaxy.coord import Credential, Naming, Paths, StateKey, acl_for, connect, read_leader
 from galaxy.daemon.config import ConfigError, parse_config
 from galaxy.daemon.replica import ReplicatedDaemon, RoleService
+from galaxy.errors import InvalidInput
 from galaxy.mesh import Keypair
 from galaxy.testing.netns import wait_until
 
@@ -34,6 +37,29 @@ def test_the_config_names_a_private_credential_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read") as err:
         parse_config({**BASE, "zookeeper_auth": str(tmp_path / "missing")}, "resman")
     assert err.value.field == "zookeeper_auth"
+
+
+def test_the_state_key_is_a_private_file_for_resman_and_the_appmaster_only(tmp_path: Path) -> None:
+    path = tmp_path / "state.key"
+    key = StateKey.generate()
+    key.save(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    config = parse_config({**BASE, "state_key": str(path)}, "appmaster")
+    loaded = config.sealing_key()
+    assert loaded is not None and loaded.open(key.seal("s3cret", "x"), "x") == "s3cret"
+    assert parse_config(BASE, "resman").sealing_key() is None
+    with pytest.raises(ConfigError, match="Agent must not hold it") as err:
+        parse_config({**BASE, "state_key": str(path)}, "agent")
+    assert err.value.field == "state_key"
+    path.chmod(0o640)
+    with pytest.raises(ConfigError, match="readable by group or others") as err:
+        parse_config({**BASE, "state_key": str(path)}, "resman")
+    assert err.value.field == "state_key"
+    path.chmod(0o600)
+    path.write_text("not base64!\n")
+    with pytest.raises(InvalidInput, match="base64") as bad:
+        StateKey.load(path)
+    assert bad.value.field == "state_key"
 
 
 @pytest.mark.slow

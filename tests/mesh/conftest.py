@@ -89,17 +89,19 @@ def server(make_server: Callable[..., Server]) -> Server:
 
 @pytest.fixture
 def raw_dealer(server_keys: Keypair, client_keys: Keypair) -> Iterator[Callable[..., zmq.Socket[bytes]]]:
-    """A bare CURVE DEALER authorised with the test client key: sends whatever bytes a test wants."""
+    """A bare CURVE DEALER authorised with the test client key (or ``keypair``): sends whatever bytes
+    a test wants, from whatever routing id, as an attacker's own code can."""
     ctx = zmq.Context()
 
-    def make(server: Server, identity: str | None = None) -> zmq.Socket[bytes]:
+    def make(server: Server, identity: str | None = None, keypair: Keypair | None = None) -> zmq.Socket[bytes]:
+        keypair = keypair or client_keys
         sock = ctx.socket(zmq.DEALER)
         sock.linger = 0
         sock.rcvtimeo = 3000
         sock.sndtimeo = 3000
         sock.curve_serverkey = server.public_key.encode()
-        sock.curve_publickey = client_keys.public.encode()
-        sock.curve_secretkey = client_keys.secret.encode()
+        sock.curve_publickey = keypair.public.encode()
+        sock.curve_secretkey = keypair.secret.encode()
         sock.routing_id = (identity or unique("raw")).encode()
         sock.connect(server.endpoint)
         return sock

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import zmq
@@ -31,26 +31,6 @@ class Keys:
 @pytest.fixture
 def keys() -> Keys:
     return Keys()
-
-
-@pytest.fixture
-def raw(server_keys: Keypair) -> Iterator[Callable[..., zmq.Socket[bytes]]]:
-    """A bare CURVE DEALER with any key and any routing id: what an attacker's own code can do."""
-    ctx = zmq.Context()
-
-    def make(server: Server, keypair: Keypair, routing_id: bytes) -> zmq.Socket[bytes]:
-        sock = ctx.socket(zmq.DEALER)
-        sock.linger = 0
-        sock.rcvtimeo = 3000
-        sock.curve_serverkey = server.public_key.encode()
-        sock.curve_publickey = keypair.public.encode()
-        sock.curve_secretkey = keypair.secret.encode()
-        sock.routing_id = routing_id
-        sock.connect(server.endpoint)
-        return sock
-
-    yield make
-    ctx.destroy(0)
 
 
 def serving(make_client: Callable[..., Client], server: Server, keypair: Keypair, identity: str,
@@ -207,7 +187,7 @@ def test_an_owner_takes_its_identity_back_from_whoever_took_it_first(
 
 def test_a_reply_from_another_connection_or_key_is_ignored(
         server: Server, make_client: Callable[..., Client], keys: Keys,
-        raw: Callable[..., zmq.Socket[bytes]]) -> None:
+        raw_dealer: Callable[..., zmq.Socket[bytes]]) -> None:
     """Request ids are a counter, so anyone the server asked something can guess the id of the next
     request to a host. A forged answer with that id — from the forger's own identity, or claiming the
     host's — is refused; the request still gets its real answer."""
@@ -227,10 +207,10 @@ def test_a_reply_from_another_connection_or_key_is_ignored(
     pending = server.request_async(HOST, "container.create", {"secret": "worker key"}, timeout=5)
     assert asked.wait(3)
     forged = wire.encode(ids[0], wire.REP, "container.create", "from mallory")
-    own = raw(server, keys.mallory, b"mallory-1")
+    own = raw_dealer(server, "mallory-1", keys.mallory)
     own.send(forged)                                     # from an identity of its own
     wait_for(lambda: server.stats["replies_refused"] == 1, what="the forged reply refused")
-    posing = raw(server, keys.mallory, HOST.encode())    # claiming the host's identity (a bare route)
+    posing = raw_dealer(server, HOST, keys.mallory)    # claiming the host's identity (a bare route)
     posing.send(forged)
     wait_for(lambda: server.stats["identity_refused"] >= 1, what="the posing reply refused")
     assert not pending.done()
@@ -240,15 +220,15 @@ def test_a_reply_from_another_connection_or_key_is_ignored(
 
 
 def test_a_bare_route_taken_by_another_key_loses_the_peer_and_gives_the_taker_nothing(
-        server: Server, keys: Keys, raw: Callable[..., zmq.Socket[bytes]]) -> None:
+        server: Server, keys: Keys, raw_dealer: Callable[..., zmq.Socket[bytes]]) -> None:
     """A bare DEALER's routing id (no Client nonce) can be taken in libzmq by anyone who knows it;
     the server notices at the taker's first message, drops the old peer and refuses the taker."""
     lost: list[PeerInfo] = []
     server.on_peer_lost(lost.append)
-    victim = raw(server, keys.agent, b"bare-host")
+    victim = raw_dealer(server, "bare-host", keys.agent)
     victim.send(wire.encode(1, wire.REQ, "echo", "hi"))
     assert wire.parse(victim.recv()).body == "hi"
-    taker = raw(server, keys.mallory, b"bare-host")
+    taker = raw_dealer(server, "bare-host", keys.mallory)
     taker.send(wire.encode(2, wire.REQ, "echo", "mine now"))
     answer = wire.parse(taker.recv())
     assert answer.type == wire.ERR and answer.body["code"] == IdentityRefused.code
