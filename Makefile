@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: bootstrap test test-fast test-slow bench lint demo demo-down clean
+.PHONY: bootstrap test test-fast test-slow test-faults test-cgroup2 bench lint demo demo-down clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -19,6 +19,15 @@ test-fast: bootstrap
 ## The slow multi-host scenarios alone.
 test-slow: bootstrap
 	$(PYTEST) -q -m slow || [ $$? -eq 5 ]
+
+## The fault scenarios alone (partitions, leader loss, a ZooKeeper ensemble losing members): docs/faults.md.
+test-faults: bootstrap
+	$(PYTEST) -q -s -m slow tests/faults tests/coord/test_ensemble.py
+
+## The kernel suites (isolate, disk, ports, agent) on cgroup v2, inside a Debian kernel under QEMU
+## (virtme-ng): this machine mounts v1, a fleet runs v2. Extra args: make test-cgroup2 SUITES=tests/disk
+test-cgroup2: bootstrap
+	bash scripts/test-cgroup2.sh $(SUITES)
 
 bench: bootstrap
 	$(PY) -m bench

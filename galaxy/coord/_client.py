@@ -13,10 +13,11 @@ AppWorkers) it reads what the world may read: leader records and naming.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import AuthFailedError, NodeExistsError
-from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
 
 from galaxy.coord._acl import AUTH_FIELD, Credential, GalaxyZooKeeper
 from galaxy.coord._retry import retry_call
@@ -38,7 +39,8 @@ def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0,
     if session_timeout <= 0:
         raise InvalidInput("must be positive", field="session_timeout")
     client = GalaxyZooKeeper(hosts=hosts.strip(), timeout=session_timeout,
-                             connection_retry={"max_tries": -1, "max_delay": 1.0}, credential=credential)
+                             connection_retry={"max_tries": -1, "max_delay": 1.0}, credential=credential,
+                             handler=BoundedConnectHandler(host_connect_timeout(hosts, session_timeout)))
     try:
         with warnings.catch_warnings():
             # kazoo warns about a missing chroot at start; it is created just below.
@@ -59,6 +61,34 @@ def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0,
         client.close()
         raise
     return client
+
+
+def host_connect_timeout(hosts: str, session_timeout: float) -> float:
+    """How long a TCP connect to one server of ``hosts`` may take: ZooKeeper's own client gives each
+    ``session_timeout / number of servers`` (here at least 1 s), so a silent server leaves time for
+    the others within one session timeout."""
+    count = max(1, len([h for h in hosts.strip().split("/", 1)[0].split(",") if h.strip()]))
+    return min(session_timeout, max(1.0, session_timeout / count))
+
+
+class BoundedConnectHandler(SequentialThreadingHandler):
+    """kazoo's threading handler, with each TCP connect bounded by ``connect_timeout``.
+
+    kazoo gives every connect the whole session timeout. With an ensemble, a server that is down
+    without a reset (host off, cable cut) then eats it all: a leader that tries it first while
+    reconnecting loses its leadership, and a CLI call that tries it first gives up before asking the
+    servers that work (seen with one of three servers cut off: a third of calls failed).
+    """
+
+    def __init__(self, connect_timeout: float) -> None:
+        super().__init__()
+        self.connect_timeout = connect_timeout
+
+    def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        timeout = kwargs.get("timeout")
+        if timeout is not None:
+            kwargs["timeout"] = min(timeout, self.connect_timeout)
+        return super().create_connection(*args, **kwargs)
 
 
 def _ensure_chroot(client: KazooClient, deadline: float) -> None:

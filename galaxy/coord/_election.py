@@ -181,9 +181,34 @@ class Election:
         for child in children:
             if child.startswith(prefix):
                 return child
+        self._drop_stale(children)
         path = self._client.create(f"{self.path}/{prefix}", self.identity.encode("utf-8"),
                                    ephemeral=True, sequence=True, makepath=True)
         return path.rsplit("/", 1)[1]
+
+    def _drop_stale(self, children: list[str]) -> None:
+        """Delete queue nodes this session made as this identity in an earlier round.
+
+        A round ends with the lock node deleted (``Leadership.resign``), but that delete can fail
+        while the connection is down; if the session then survives (a ZooKeeper ensemble restarts
+        every session's clock when it elects a new leader), the old node would stay at the head of
+        the queue with nobody leading behind it until the process exits.
+        """
+        session = self._client.client_id[0] if self._client.client_id else None
+        for child in children:
+            if not _CONTENDER.search(child):
+                continue
+            path = f"{self.path}/{child}"
+            try:
+                data, stat = self._client.get(path)
+            except NoNodeError:
+                continue
+            if stat.ephemeralOwner == session and data == self.identity.encode("utf-8"):
+                log.info("%s removes its stale election node %s", self.identity, path)
+                try:
+                    self._client.delete(path, version=stat.version)
+                except NoNodeError:
+                    pass
 
     def _take(self, node: str) -> Leadership | None:
         path = f"{self.path}/{node}"

@@ -3,9 +3,9 @@
 A Leadership is the won lock node of one Election round. It follows the kazoo session rules:
 SUSPENDED means "do not assume locks are valid" (``active`` turns False until the connection is back
 and the node is proven still ours); LOST, or the lock node disappearing, ends it for good (``lost``
-is set and stays set). A connection that stays SUSPENDED for a whole session timeout is treated as
-LOST on the spot: the server has expired the session by then and another replica may already lead,
-even though this client cannot hear it yet.
+is set and stays set). A connection with no word from the server for a whole session timeout (kazoo
+says SUSPENDED two thirds in) is treated as LOST on the spot: the server may expire the session then
+and let another replica lead, even though this client cannot hear it yet.
 
 Every callback here runs on kazoo's threads and never blocks: follow-up reads are asynchronous.
 """
@@ -44,6 +44,7 @@ class Leadership:
         self._changed = threading.Condition()
         self._owned: list[str] = []
         self._suspended_timer: threading.Timer | None = None
+        self._released = False
 
     def __repr__(self) -> str:
         state = "lost" if self.lost.is_set() else ("active" if self._active else "suspended")
@@ -72,10 +73,20 @@ class Leadership:
 
     def resign(self) -> None:
         """Stop leading now: set ``lost`` first, then delete the lock node (and leader records) so a
-        standby takes over in milliseconds rather than after a session timeout."""
-        first = self._lose("resigned")
-        if first:
-            self._release()
+        standby takes over in milliseconds rather than after a session timeout.
+
+        Also after ``lost`` was set another way: "no word from ZooKeeper for a session timeout" is the
+        client's own clock, and the session may have survived it (an ensemble that elects a new
+        leader restarts every session's clock), keeping the lock node — and the whole queue behind
+        a replica that no longer leads. The delete is fenced on the node's version, so it removes
+        nothing once the node is gone or someone else's.
+        """
+        self._lose("resigned")
+        with self._changed:
+            if self._released:
+                return
+            self._released = True
+        self._release()
 
     # ---- wiring, used by Election and publish_leader --------------------------------------------
     def own(self, path: str) -> None:
@@ -116,8 +127,11 @@ class Leadership:
             return True
         if state == KazooState.SUSPENDED:
             self._set_active(False)
-            timer = threading.Timer(self._session_timeout, self._lose,
-                                    args=("suspended for a whole session timeout",))
+            # kazoo says SUSPENDED after 2/3 of a session timeout without a word from the server
+            # (an unanswered ping), and the server expires the session one session timeout after
+            # it last heard us: a leader that waits the last third stops when a standby may start.
+            timer = threading.Timer(self._session_timeout / 3, self._lose,
+                                    args=("no word from ZooKeeper for a session timeout",))
             timer.daemon = True
             with self._changed:
                 old, self._suspended_timer = self._suspended_timer, timer
@@ -175,6 +189,11 @@ class Leadership:
                 except KazooException:
                     pass
 
+        if client.state != KazooState.CONNECTED:
+            # A request now would wait for the link's return (kazoo queues it): the session's end
+            # removes the node, and if the session survives, the next campaign drops it.
+            log.info("not deleting lock node %s on resign: ZooKeeper unreachable", self._lock_path)
+            return
         try:
             retry_call(delete_all, deadline=RESIGN_DEADLINE)
         except (KazooException, GalaxyError) as err:  # best effort: the session's end removes it anyway

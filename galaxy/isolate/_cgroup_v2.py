@@ -3,7 +3,9 @@
 A v2 cgroup gets a controller only if its parent lists it in ``cgroup.subtree_control``, and a cgroup
 that has processes (other than the root) may not delegate controllers ("no internal processes"). So
 ``ensure`` walks from the base down, enabling ``cpu memory pids`` at each level before creating the next,
-and the base must be a cgroup without processes of its own (the root, or a delegated slice).
+and the base must be a cgroup without processes of its own (the root, or a delegated slice). A daemon
+whose containers live under its own cgroup (the default base) therefore first moves itself into a leaf
+child of that cgroup, :data:`SELF_LEAF`, as systemd's delegation guide asks of a delegated service.
 Killing is one write to ``cgroup.kill`` (kernel 5.14+); older kernels freeze, SIGKILL, thaw.
 """
 
@@ -33,6 +35,39 @@ from galaxy.isolate._errors import IsolateError
 
 CONTROLLERS = ("cpu", "memory", "pids")
 KILL_DEADLINE_S = 10.0
+SELF_LEAF = "galaxy-self"
+"""The leaf a daemon moves itself into, so its own cgroup can delegate controllers to containers."""
+
+
+def settle_in_own_cgroup(mount: str, own: str, fs: CgroupFs) -> str:
+    """Move every process of the cgroup ``own`` (this process's) into ``own/SELF_LEAF`` and return
+    ``own``: the base under which containers can then get controllers.
+
+    Every process, not just this one: whatever it forked before (a zygote, a helper) or whatever
+    shares its unit is in that cgroup too, and one left behind blocks delegation. The root cgroup is
+    exempt from "no internal processes" and is returned as is; a process already in the leaf (a
+    restarted daemon, a child of the first) gets the leaf's parent back, so all agree on one base.
+    """
+    if own.strip("/") == "":
+        return "/"
+    if os.path.basename(own.rstrip("/")) == SELF_LEAF:
+        return os.path.dirname(own.rstrip("/"))
+    cgroup = os.path.join(mount, own.strip("/"))
+    leaf = os.path.join(cgroup, SELF_LEAF)
+    try:
+        if not fs.exists(leaf):
+            try:
+                fs.mkdir(leaf)
+            except FileExistsError:
+                pass  # another process of this cgroup made it first
+        for pid in fs.read(f"{cgroup}/cgroup.procs").split():
+            try:
+                fs.write(f"{leaf}/cgroup.procs", pid)
+            except ProcessLookupError:
+                pass  # it exited meanwhile
+    except OSError as err:
+        raise host_error("cannot move this cgroup's processes into the leaf cgroup", leaf, err) from err
+    return own
 
 
 class CgroupV2Driver(CgroupDriver):

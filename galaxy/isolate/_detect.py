@@ -6,8 +6,9 @@ hybrid hosts whose ``unified`` v2 tree holds none of the controllers we need.
 
 Where names live (``base``): by default under the calling process's own cgroup in each hierarchy, so an
 Agent that itself runs inside a limited cgroup (a sandbox, a container) keeps its containers inside
-those limits too. A production Agent should pass an explicit base (e.g. ``/galaxy.slice``), so that an
-Agent restarted into another cgroup still finds — and re-adopts — the containers it made.
+those limits too; on cgroup v2 it first moves itself into a leaf of that cgroup, which then holds no
+process and may delegate. A production Agent should pass an explicit base (e.g. ``/galaxy.slice``), so
+that an Agent restarted into another cgroup still finds — and re-adopts — the containers it made.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 
 from galaxy.isolate._cgroup import CgroupDriver, CgroupFs
 from galaxy.isolate._cgroup_v1 import OPTIONAL, REQUIRED, CgroupV1Driver
-from galaxy.isolate._cgroup_v2 import CgroupV2Driver
+from galaxy.isolate._cgroup_v2 import CgroupV2Driver, settle_in_own_cgroup
 from galaxy.isolate._errors import IsolateError
 
 
@@ -59,13 +60,16 @@ def detect_cgroups(root: str = "/sys/fs/cgroup", *, base: str | dict[str, str] |
     """Return the v1 or v2 driver for the cgroup tree at ``root``.
 
     ``base`` is where names live inside each hierarchy: a path (same for every hierarchy), a mapping
-    controller → path (v1), or None for the caller's own cgroups (read from /proc/self/cgroup).
+    controller → path (v1), or None for the caller's own cgroups (read from /proc/self/cgroup). On v2,
+    None moves the calling process into a leaf of its own cgroup (see ``settle_in_own_cgroup``).
     """
     fs = fs or CgroupFs()
     if fs.exists(os.path.join(root, "cgroup.controllers")):
         if isinstance(base, dict):
             raise IsolateError("cgroup v2 takes a single base path, not a mapping", field="cgroup")
-        return CgroupV2Driver(root, base if base is not None else own_cgroups()[1], fs=fs)
+        if base is None:  # under our own cgroup: it may delegate only once we have left it for a leaf
+            base = settle_in_own_cgroup(root, own_cgroups()[1], fs)
+        return CgroupV2Driver(root, base, fs=fs)
     hierarchies = v1_hierarchies(root)
     if not any(c in hierarchies for c in REQUIRED):
         raise IsolateError(f"no cgroup hierarchy found under {root}", field="cgroup")

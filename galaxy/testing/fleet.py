@@ -21,6 +21,7 @@ Agent that predates `container.create_many`.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import os
@@ -394,7 +395,7 @@ class SimFleet:
         for worker in self._workers:
             worker.thread.start()
         for host_id, host in self.hosts.items():
-            self._owner[host_id].post(lambda h=host, w=self._owner[host_id]: w.connect(h))
+            self._owner[host_id].post(functools.partial(self._owner[host_id].connect, host))
         return self
 
     def close(self) -> None:
@@ -433,7 +434,7 @@ class SimFleet:
         self.endpoint, self.server_public = endpoint, server_public
         for host_id, host in self.hosts.items():
             if host.up:
-                self._on(host_id, lambda w, h: (w.disconnect(h), w.connect(h)), wait=False)
+                self._on(host_id, _reconnect, wait=False)
 
     def stop_host(self, host_id: str) -> None:
         """Power the host off: its socket closes, it stops answering; its containers stay."""
@@ -497,6 +498,11 @@ def sim_hosts(count: int, *, prefix: str = "sim", pool: str = "default", labels:
     """`count` host specs named `<prefix>-<first:05d>`..., all alike except labels (a function of the index)."""
     return [SimHostSpec(f"{prefix}-{i:05d}", pool, tuple(labels(i)) if labels else (), **spec)
             for i in range(first, first + count)]
+
+
+def _reconnect(worker: _Worker, host: SimHost) -> None:
+    worker.disconnect(host)
+    worker.connect(host)
 
 
 __all__ = ["SimFleet", "SimHost", "SimHostSpec", "sim_hosts"]

@@ -264,6 +264,7 @@ def test_the_appworker_runs_with_the_agents_own_python() -> None:
 
 def test_the_agents_cgroup_weighs_the_cores_it_offers(manager: ContainerManager) -> None:
     from galaxy.isolate import CgroupV1Driver
+    from galaxy.isolate._cgroup import cpu_shares_of, cpu_weight_of
 
     root = f"galaxy-{manager.agent_id}"
     cores = manager.ledger.capacity.cpu
@@ -272,7 +273,7 @@ def test_the_agents_cgroup_weighs_the_cores_it_offers(manager: ContainerManager)
         assert shares == str(min(262_144, round(cores * 1024)))
     else:
         weight = Path(manager.driver.path(root), "cpu.weight").read_text().strip()
-        assert int(weight) > 100, "more than one default process's weight"
+        assert weight == str(cpu_weight_of(cpu_shares_of(cores))), "the runc/Kubernetes mapping of its shares"
 
 
 def test_appworker_containers_are_forked_from_the_zygote(manager: ContainerManager) -> None:

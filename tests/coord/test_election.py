@@ -112,13 +112,19 @@ def test_three_contenders_elect_exactly_one_leader_whose_record_is_readable(cont
     assert info == LeaderInfo(leader.identity, f"tcp://{leader.identity}:7000", f"pk-{leader.identity}")
 
 
-def test_resign_hands_over_to_a_standby_quickly_and_removes_the_old_record(contenders: list[Contender]) -> None:
+def three_campaigning(contenders: list[Contender]) -> tuple[Contender, Leadership]:
+    """Start the three contenders; the one that leads, and its leadership, once all three queue."""
     for contender in contenders:
         contender.start()
     first = eventually(lambda: leaders(contenders), what="a leader")[0]
     eventually(lambda: len(first.election.contenders()) == 3, what="three contenders")
     leadership = first.leadership
     assert leadership is not None
+    return first, leadership
+
+
+def test_resign_hands_over_to_a_standby_quickly_and_removes_the_old_record(contenders: list[Contender]) -> None:
+    first, leadership = three_campaigning(contenders)
 
     resigned_at = time.monotonic()
     leadership.resign()
@@ -254,8 +260,48 @@ def test_leader_cut_off_from_zookeeper_goes_inactive_then_lost_after_a_session_t
                 eventually(lambda: not leadership.active, timeout=5, what="suspended")
                 assert not leadership.lost.is_set()  # not yet: the session may still come back
                 eventually(lambda: leadership.lost.is_set(), timeout=5, what="lost without hearing")
-                assert leadership.reason == "suspended for a whole session timeout"
+                assert leadership.reason == "no word from ZooKeeper for a session timeout"
             finally:
                 server.resume()
         finally:
             leader.close()
+
+
+def test_leadership_lost_on_the_client_clock_while_the_session_survives_hands_over(
+        contenders: list[Contender]) -> None:
+    """The leader's connection stayed SUSPENDED for a session timeout, so it stopped leading, but the
+    session itself survived (an ensemble re-election restarts every session's clock): its lock node
+    must still go, or the whole queue waits behind a replica that no longer leads."""
+    first, leadership = three_campaigning(contenders)
+
+    lost_at = time.monotonic()
+    leadership._lose("no word from ZooKeeper for a session timeout")      # the timer's call, session intact
+    second = eventually(lambda: [c for c in leaders(contenders) if c is not first], timeout=3.0,
+                        what="a new leader")[0]
+    assert second.elected_at is not None and second.elected_at - lost_at < 2.0
+    assert second.wait_record().identity == second.identity
+    eventually(lambda: first.election.contenders()[-1:] == [first.identity], what="re-queued")
+
+
+def test_a_stale_node_of_the_same_session_is_removed_when_campaigning_again(zk_hosts: str) -> None:
+    """The resign's delete failed (connection down) and the session survived: the next round drops
+    the node this session left as this identity instead of queueing behind it for good."""
+    client = connect(zk_hosts, session_timeout=4.0)
+    try:
+        paths = Paths("c8")
+        stale = client.create(f"{paths.election('resman')}/{'0' * 32}__lock__", b"leader",
+                              ephemeral=True, sequence=True, makepath=True)
+        # Only this identity's nodes go: another identity's node of the same session stays.
+        kept = client.create(f"{paths.election('resman')}/{'1' * 32}__lock__", b"someone-else",
+                             ephemeral=True, sequence=True)
+        election = Election(client, paths, "resman", "leader")
+        election.start(lambda leadership: leadership.lost.wait())
+        try:
+            eventually(lambda: client.exists(stale) is None, timeout=5, what="the stale node removed")
+            assert client.exists(kept) is not None
+            assert election.contenders() == ["someone-else", "leader"]
+        finally:
+            election.stop()
+    finally:
+        client.stop()
+        client.close()

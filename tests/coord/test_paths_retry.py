@@ -78,3 +78,23 @@ def test_connect_names_the_hosts_it_could_not_reach() -> None:
     with pytest.raises(InvalidInput) as err:
         connect("  ")
     assert err.value.field == "hosts"
+
+
+def test_each_server_of_an_ensemble_gets_a_share_of_the_session_timeout_to_connect(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A silent server (no reset) must not use up the session timeout before the others are tried
+    (tests/coord/test_ensemble.py cuts one of three servers off and connects through the rest)."""
+    from galaxy.coord._client import BoundedConnectHandler, host_connect_timeout
+
+    assert host_connect_timeout("a:2181,b:2181,c:2181/chroot", 4.0) == pytest.approx(4.0 / 3)
+    assert host_connect_timeout("a:2181", 4.0) == 4.0
+    assert host_connect_timeout(",".join(f"h{i}:2181" for i in range(7)), 4.0) == 1.0
+    assert host_connect_timeout("a:2181,b:2181", 0.5) == 0.5
+    handler = BoundedConnectHandler(1.5)
+    seen: dict[str, float] = {}
+
+    def fake(*args: object, **kwargs: float) -> None:
+        seen.update(kwargs)
+    monkeypatch.setattr("kazoo.handlers.utils.create_tcp_connection", fake)
+    handler.create_connection(address=("a", 1), hostname="a", timeout=10.0)
+    assert seen["timeout"] == 1.5

@@ -50,6 +50,14 @@ class FakeCgroupV2Fs(CgroupFs):
                 elif edit[0] == "-" and name in enabled:
                     enabled.remove(name)
             value = " ".join(enabled)
+        elif knob == "cgroup.procs":  # a process lives in one cgroup: the write moves it
+            for dirpath, _, files in os.walk(self.root):
+                if "cgroup.procs" in files and dirpath != cgroup:
+                    procs = self.read(os.path.join(dirpath, "cgroup.procs")).split()
+                    if value in procs:
+                        with open(os.path.join(dirpath, "cgroup.procs"), "w") as f:
+                            f.write("\n".join(p for p in procs if p != value))
+            value = "\n".join([*self.read(path).split(), value])
         elif knob == "cgroup.kill" and value == "1":
             for dirpath, _, files in os.walk(cgroup):
                 if "cgroup.procs" in files:

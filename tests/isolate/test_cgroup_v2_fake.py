@@ -7,6 +7,7 @@ import os
 import pytest
 
 from galaxy.isolate import CgroupLimits, CgroupV2Driver, IsolateError, detect_cgroups
+from galaxy.isolate._cgroup_v2 import SELF_LEAF, settle_in_own_cgroup
 from tests.isolate.fake_cgroupfs import FakeCgroupV2Fs
 
 MiB = 1 << 20
@@ -110,3 +111,21 @@ def test_release_kills_through_cgroup_kill_then_removes(fake, v2) -> None:
 def test_join_and_oom_files_point_into_the_leaf(fake, v2) -> None:
     assert v2.join_files("galaxy-a1/c1") == [os.path.join(fake.root, "galaxy-a1/c1/cgroup.procs")]
     assert v2.oom_counter_file("galaxy-a1/c1") == os.path.join(fake.root, "galaxy-a1/c1/memory.events")
+
+
+def test_a_daemon_under_its_own_cgroup_moves_into_a_leaf_and_delegates(fake) -> None:
+    """As under systemd's Delegate=yes: the daemon's cgroup holds the daemon, so it moves into a leaf."""
+    fake.write(os.path.join(fake.root, "cgroup.subtree_control"), "+cpu +memory +pids")
+    fake.mkdir(os.path.join(fake.root, "agent.service"))
+    fake.write(os.path.join(fake.root, "agent.service/cgroup.procs"), "4242")
+    fake.write(os.path.join(fake.root, "agent.service/cgroup.procs"), "4250")  # its zygote, forked before
+    base = settle_in_own_cgroup(fake.root, "/agent.service", fake)
+    assert base == "/agent.service"
+    assert read(fake, "agent.service/cgroup.procs") == ""
+    assert read(fake, f"agent.service/{SELF_LEAF}/cgroup.procs").split() == ["4242", "4250"]
+    v2 = CgroupV2Driver(fake.root, base=base, fs=fake)
+    v2.ensure("galaxy-a1/c1", CgroupLimits(1.0, memory_bytes=64 * MiB))
+    assert read(fake, "agent.service/galaxy-a1/c1/memory.max") == str(64 * MiB)
+    # the daemon restarted (or a child of it) is already in the leaf: the same base, no second move
+    assert settle_in_own_cgroup(fake.root, f"/agent.service/{SELF_LEAF}", fake) == "/agent.service"
+    assert settle_in_own_cgroup(fake.root, "/", fake) == "/"

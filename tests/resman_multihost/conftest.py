@@ -11,6 +11,7 @@ containers — the cgroups each Agent made for them on its host.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -193,31 +194,44 @@ def hosts_by_id(cluster: MultiHostCluster) -> dict[str, dict[str, Any]]:
     return {h["id"]: h for h in cluster.call("hosts.list", {})}
 
 
-@pytest.fixture(scope="module")
-def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., MultiHostCluster]]:
-    """``make_cluster(env={...}, **LocalCluster kwargs)``: one started cluster (call it once per module);
+C = TypeVar("C", bound=MultiHostCluster)
+
+
+@contextlib.contextmanager
+def cluster_factory(tmp_path_factory: pytest.TempPathFactory, cls: type[C], prefix: str,
+                    extra_failures: Callable[[C], list[str]] = lambda _: [],
+                    **defaults: Any) -> Iterator[Callable[..., C]]:
+    """``make(env={...}, **cls kwargs)`` starts a ``cls`` cluster; at exit every one made is stopped
+    and must leave nothing (``extra_failures`` adds a module's own checks, made before the stop).
     ``env`` holds ``GALAXY_RESMAN_*`` settings the daemons inherit."""
-    made: list[tuple[MultiHostCluster, list[Path]]] = []
+    made: list[tuple[C, list[Path]]] = []
     patch = pytest.MonkeyPatch()
 
-    def make(env: dict[str, str] | None = None, **kw: Any) -> MultiHostCluster:
+    def make(env: dict[str, str] | None = None, **kw: Any) -> C:
         for key, value in (env or {}).items():
             patch.setenv(key, value)
-        base = tmp_path_factory.mktemp("galaxy-resman-multihost")
-        kw.setdefault("appmaster", 0)
-        kw.setdefault("prefix", f"gxrm{uuid.uuid4().hex[:4]}")
-        local = MultiHostCluster(base, **kw)
+        base = tmp_path_factory.mktemp(f"galaxy-{prefix}")
+        kw = {**defaults, "prefix": f"{prefix}{uuid.uuid4().hex[:4]}", **kw}
+        local = cls(base, **kw)
         made.append((local, []))
         local.start()
         made[-1][1].extend(container_cgroup_root(local, i) for i in range(1, local.counts["agent"] + 1))
         return local
+
     try:
         yield make
     finally:
         patch.undo()
         failures: list[str] = []
         for local, cgroups in made:
-            problems = local.stop()
-            failures += [f"teardown: {p}" for p in problems]
+            failures += extra_failures(local)
+            failures += [f"teardown: {p}" for p in local.stop()]
             failures += [f"left behind: {x}" for x in local.leftovers(cgroups)]
         assert not failures, failures
+
+
+@pytest.fixture(scope="module")
+def make_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., MultiHostCluster]]:
+    """``make_cluster(env={...}, **LocalCluster kwargs)``: one started cluster (call it once per module)."""
+    with cluster_factory(tmp_path_factory, MultiHostCluster, "gxrm", appmaster=0) as make:
+        yield make

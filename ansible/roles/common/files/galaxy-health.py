@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Health checks the Galaxy roles wait on after (re)starting a daemon; exit 0 = healthy.
 
-    galaxy-health zookeeper --address HOST:PORT            the server serves (srvr shows a Mode)
+    galaxy-health zookeeper --address HOST:PORT [--ensemble H:P,H:P,...]
+                                                           the server serves (srvr shows a Mode), or
+                                                           answers while no ensemble member serves yet
     galaxy-health election --zookeeper Z --cluster C --role R --id ID --auth FILE
                                                            the replica campaigns (its election node exists;
                                                            elections are readable with the daemons'
@@ -20,7 +22,8 @@ import socket
 import sys
 
 
-def zookeeper(address: str) -> int:
+def _srvr(address: str) -> str | None:
+    """The server's answer to `srvr`, or None when nothing answers at ``address``."""
     host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=3) as sock:
@@ -30,12 +33,25 @@ def zookeeper(address: str) -> int:
                 answer += chunk
     except OSError as err:
         print(f"zookeeper at {address}: {err}")
+        return None
+    return answer.decode("utf-8", "replace")
+
+
+def zookeeper(address: str, ensemble: str = "") -> int:
+    """Healthy when the server serves. A member of an ensemble that answers but does not serve is
+    healthy too while no other member serves: the ensemble has no quorum yet (its first rollout,
+    one server at a time), which no single member can fix by waiting."""
+    text = _srvr(address)
+    if text is None:
         return 1
-    text = answer.decode("utf-8", "replace")
-    if "Mode:" not in text:
-        print(f"zookeeper at {address} does not serve: {text.strip()[:200]}")
-        return 1
-    return 0
+    if "Mode:" in text:
+        return 0
+    others = [a for a in ensemble.split(",") if a.strip() and a.strip() != address]
+    if others and not any("Mode:" in (_srvr(other.strip()) or "") for other in others):
+        print(f"zookeeper at {address} answers; no member serves yet (the ensemble has no quorum yet)")
+        return 0
+    print(f"zookeeper at {address} does not serve: {text.strip()[:200]}")
+    return 1
 
 
 def _client(hosts: str, auth: str = ""):  # type: ignore[no-untyped-def]
@@ -88,6 +104,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="galaxy-health")
     parser.add_argument("check", choices=["zookeeper", "election", "leaders"])
     parser.add_argument("--address", default="")
+    parser.add_argument("--ensemble", default="", help="every member's HOST:PORT (the connect string)")
     parser.add_argument("--zookeeper", default="")
     parser.add_argument("--cluster", default="")
     parser.add_argument("--role", default="")
@@ -95,7 +112,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--auth", default="", help="the daemons' ZooKeeper credential file (user:password)")
     args = parser.parse_args(argv)
     if args.check == "zookeeper":
-        return zookeeper(args.address)
+        return zookeeper(args.address, args.ensemble)
     if args.check == "election":
         return election(args.zookeeper, args.cluster, args.role, args.id, args.auth)
     return leaders(args.zookeeper, args.cluster)
