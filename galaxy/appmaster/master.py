@@ -28,7 +28,7 @@ from galaxy.errors import GalaxyError, NotFound
 from galaxy.mesh import KeyRing, Request
 from galaxy.protocol import podtoken
 from galaxy.protocol.pod import PodCommand, PodReport
-from galaxy.spec import JobSpec
+from galaxy.spec import JobSpec, map_secrets
 from galaxy.trace import Tracer
 
 log = logging.getLogger(__name__)
@@ -133,17 +133,27 @@ class Master:
         return out
 
     def _sealed(self, record: dict[str, Any]) -> dict[str, Any]:
-        """A job record as written: its secrets sealed when this AppMaster has a state key."""
-        if self.state_key is None:
+        """A job record as written: its secrets (the worker key, the pod seed, every version's secret
+        env values) sealed when this AppMaster has a state key."""
+        key = self.state_key
+        if key is None:
             return record
-        return {**record, **{name: self.state_key.seal(record[name], name) for name in SECRET_FIELDS}}
+        versions = {label: map_secrets(spec, lambda name, value: key.seal(value, f"secret:{name}"))
+                    for label, spec in record["versions"].items()}
+        return {**record, "versions": versions, **{name: key.seal(record[name], name) for name in SECRET_FIELDS}}
 
     def _opened(self, record: Any) -> Any:
         """A job record as read: sealed secrets opened (a plain record from before sealing as it is)."""
         if not isinstance(record, dict):
             return record  # not a record at all: from_state says so
-        return {**record, **{name: open_sealed(self.state_key, record.get(name, ""), name)
-                             for name in SECRET_FIELDS}}
+        opened = {**record, **{name: open_sealed(self.state_key, record.get(name, ""), name)
+                               for name in SECRET_FIELDS}}
+        versions = record.get("versions")
+        if isinstance(versions, dict):
+            opened["versions"] = {
+                label: map_secrets(spec, lambda name, value: open_sealed(self.state_key, value, f"secret:{name}"))
+                if isinstance(spec, dict) else spec for label, spec in versions.items()}
+        return opened
 
     def _sealed_env(self, name: str, value: str) -> str:
         return self.state_key.seal(value, f"env:{name}") if self.state_key is not None else value

@@ -46,8 +46,15 @@ class Operations:
         self.directory = directory
 
     # ---- submit / update ---------------------------------------------------------------------------
-    def submit(self, who: Principal, raw: dict[str, Any]) -> dict[str, Any]:
+    def _parse(self, raw: dict[str, Any]) -> JobSpec:
         spec = parse_job(raw)
+        if spec.secrets and self.m.state_key is None:
+            raise InvalidInput(f"{', '.join(sorted(spec.secrets))}: this AppMaster has no state key (config "
+                               "state_key), so a secret value would be stored in plain text", field="env")
+        return spec
+
+    def submit(self, who: Principal, raw: dict[str, Any]) -> dict[str, Any]:
+        spec = self._parse(raw)
         require(who, JOB_CREATE, spec.pool)
         keys = workerkeys.new_worker_keys()
         with self.m.lock:
@@ -94,7 +101,7 @@ class Operations:
         self.m.writer.wait(ticket)
 
     def update(self, who: Principal, name: str, raw: dict[str, Any], breakpoint: int | None) -> dict[str, Any]:
-        new = parse_job(raw)
+        new = self._parse(raw)
         if new.name != name:
             raise InvalidInput(f"the spec names job {new.name!r}, not {name!r}", field="spec.name")
         now = time.time()

@@ -10,7 +10,7 @@ from typing import Any
 
 from galaxy.appmaster.jobs import Job
 from galaxy.appmaster.pods import PodRow
-from galaxy.spec import JobSpec
+from galaxy.spec import JobSpec, redacted
 
 
 def job_row(job: Job, pods: list[PodRow]) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def job_row(job: Job, pods: list[PodRow]) -> dict[str, Any]:
 
 
 def job_detail(job: Job, pods: list[PodRow]) -> dict[str, Any]:
-    return {**job_row(job, pods), "spec": job.versions[job.version],
+    return {**job_row(job, pods), "spec": redacted(job.versions[job.version]),
             "versions": sorted(job.versions, key=int),
             "update": job.rollout.summary() if job.rollout is not None else None,
             "pods": [p.row() for p in pods]}

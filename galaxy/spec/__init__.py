@@ -20,7 +20,9 @@ from galaxy.spec._loader import (
     load_job_text,
 )
 from galaxy.spec._model import (
+    HIDDEN,
     JOB_TYPES,
+    SECRET_KEY,
     DataPackage,
     DiskRequest,
     HealthCheck,
@@ -32,6 +34,8 @@ from galaxy.spec._model import (
     Resources,
     RestartPolicy,
     UpdatePolicy,
+    map_secrets,
+    redacted,
 )
 from galaxy.spec._rules import port_env_name
 from galaxy.spec._template import TEMPLATE
@@ -51,5 +55,5 @@ __all__ = [
     "HealthCheck", "DataPackage", "UpdatePolicy", "RestartPolicy", "SpecError", "FieldError", "parse_job",
     "load_job_text", "load_job_file", "dump_yaml", "parse_bytes", "format_bytes", "parse_duration", "format_duration",
     "parse_duration_range", "parse_cpu", "port_env_name", "TEMPLATE", "MAX_CPU", "MAX_REPLICAS",
-    "MAX_TEXT", "MAX_DEPTH", "MAX_ALIASES", "MAX_NODES",
+    "MAX_TEXT", "MAX_DEPTH", "MAX_ALIASES", "MAX_NODES", "SECRET_KEY", "HIDDEN", "map_secrets", "redacted",
 ]

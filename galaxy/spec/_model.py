@@ -17,6 +17,24 @@ from galaxy.spec._rules import port_env_name
 
 JobType = Literal["service", "batch", "best-effort"]
 JOB_TYPES: tuple[str, ...] = ("service", "batch", "best-effort")
+SECRET_KEY = "secret"      # env: {NAME: {secret: value}} marks a secret value
+HIDDEN = "(hidden)"        # what is shown in place of a secret value
+
+
+def map_secrets(spec: dict[str, Any], fn: Any) -> dict[str, Any]:
+    """A copy of a spec's plain form (``JobSpec.to_dict``) with each secret env value ``v`` of name
+    ``n`` replaced by ``fn(n, v)``: how a spec is sealed for ZooKeeper, opened, or shown."""
+    env = spec.get("env")
+    if not isinstance(env, dict) or not any(isinstance(v, dict) for v in env.values()):
+        return spec
+    return {**spec, "env": {name: {SECRET_KEY: fn(name, value[SECRET_KEY])}
+                            if isinstance(value, dict) and SECRET_KEY in value else value
+                            for name, value in env.items()}}
+
+
+def redacted(spec: dict[str, Any]) -> dict[str, Any]:
+    """The plain form as users see it (`job show`): every secret value hidden."""
+    return map_secrets(spec, lambda _name, _value: HIDDEN)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,15 +202,18 @@ class JobSpec:
     program: Program
     user: str = "nobody"
     env: dict[str, str] = field(default_factory=dict)
+    secrets: frozenset[str] = frozenset()  # env names whose values are secret: sealed at rest, never shown
     capabilities: tuple[str, ...] = ()   # Linux capabilities added to the service's empty set (sorted)
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
     restart: RestartPolicy = field(default_factory=RestartPolicy)
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as a job file says it (``parse_job`` reads it back): a secret value as ``{secret: v}``."""
+        env = {name: {SECRET_KEY: value} if name in self.secrets else value for name, value in self.env.items()}
         return {
             "name": self.name, "type": self.type, "pool": self.pool, "replicas": self.replicas,
             "max_per_host": self.max_per_host, "resources": self.resources.to_dict(),
-            "program": self.program.to_dict(), "user": self.user, "env": dict(self.env),
+            "program": self.program.to_dict(), "user": self.user, "env": env,
             "capabilities": list(self.capabilities),
             "update": self.update.to_dict(), "restart": self.restart.to_dict(),
         }

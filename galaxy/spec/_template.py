@@ -18,6 +18,7 @@ max_per_host: 1            # at most this many instances on one host (omit or nu
 user: nobody               # POSIX user the service runs as (default: nobody)
 env:                       # extra environment variables (names starting with GALAXY_ are reserved)
   LOG_LEVEL: info         # NAME: value; values are strings
+  DB_PASSWORD: {secret: hunter2}  # sealed in ZooKeeper, shown as (hidden)
 capabilities: []           # Linux capabilities to add, e.g. [NET_BIND_SERVICE]; the pool's policy must allow each
 
 resources:                 # what each instance gets; required

@@ -15,6 +15,7 @@ from galaxy.errors import InvalidInput
 from galaxy.spec._errors import SpecError, join
 from galaxy.spec._model import (
     JOB_TYPES,
+    SECRET_KEY,
     DataPackage,
     DiskRequest,
     HealthCheck,
@@ -101,7 +102,8 @@ def parse_job(data: Mapping[str, Any]) -> JobSpec:
     replicas = r.field(top, "replicas", "", integer, DEFAULTS.replicas, 0, MAX_REPLICAS)
     max_per_host = r.field(top, "max_per_host", "", _max_per_host, None)
     user = r.field(top, "user", "", named, DEFAULTS.user, USER_NAME, USER_NAME_RULE)
-    env = _env(r, top.get("env"), "env")
+    secrets: set[str] = set()
+    env = _env(r, top.get("env"), "env", secrets)
     capabilities = _capabilities(r, top.get("capabilities"), "capabilities")
     port_names: list[str] | None = None  # the ports health.tcp may name; None when they are unknown
     resources = None
@@ -114,14 +116,15 @@ def parse_job(data: Mapping[str, Any]) -> JobSpec:
     assert resources is not None and program is not None
     return JobSpec(name=name, type=cast(JobType, job_type), pool=pool, replicas=replicas,
                    max_per_host=max_per_host, resources=resources, program=program, user=user, env=env,
-                   capabilities=capabilities, update=update, restart=restart)
+                   secrets=frozenset(secrets), capabilities=capabilities, update=update, restart=restart)
 
 
 def _max_per_host(value: Any, path: str) -> int | None:
     return None if value is None else integer(value, path, 1, MAX_REPLICAS)
 
 
-def _env(r: Reader, value: Any, path: str) -> dict[str, str]:
+def _env(r: Reader, value: Any, path: str, secrets: set[str]) -> dict[str, str]:
+    """name → value; the names whose values the job marks secret are added to ``secrets``."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -139,6 +142,13 @@ def _env(r: Reader, value: Any, path: str) -> dict[str, str]:
         problem = env_name_problem(key)
         if problem:
             r.error(where, problem)
+        if isinstance(item, Mapping):  # {secret: value}: sealed at rest, never shown
+            if set(item) != {SECRET_KEY}:
+                r.error(where, f"expected a string or {{{SECRET_KEY}: string}}, got keys "
+                               f"{', '.join(sorted(map(str, item))) or 'none'}")
+                continue
+            where, item = join(where, SECRET_KEY), item[SECRET_KEY]
+            secrets.add(key)
         if isinstance(item, int) and not isinstance(item, bool):
             item = str(item)
         if not isinstance(item, str):

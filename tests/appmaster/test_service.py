@@ -61,6 +61,9 @@ def test_submit_runs_every_replica_and_naming_finds_them(am_cluster: AppMasterCl
     with pytest.raises(InvalidInput) as bad:
         alice.call("job.submit", {"spec": {**spec("other"), "replicas": -1}})
     assert bad.value.field and "replicas" in bad.value.field
+    with pytest.raises(InvalidInput, match="no state key") as bad:   # this AppMaster could not seal it
+        alice.call("job.submit", {"spec": {**spec("other"), "env": {"DB_PASSWORD": {"secret": "x"}}}})
+    assert bad.value.field == "env" and [r["job"] for r in alice.call("job.list", {})] == ["web"]
     with pytest.raises(PermissionDenied):
         am_cluster.client("bob").call("job.stop", {"job": "web"})
     with pytest.raises(NotFound):

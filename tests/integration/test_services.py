@@ -359,3 +359,31 @@ def test_worker_keys_and_pod_seeds_are_sealed_in_zookeeper_and_still_reach_the_p
     assert "state_key" not in (cluster.base / agent_named(cluster, pod["host"]) / "config.yaml").read_text()
     assert show(cluster, "sealed")["pods"][0]["status"] == "RUNNING"   # the pod spoke with the opened key
     stop_and_remove(cluster, "sealed")
+
+
+def test_a_secret_env_value_is_sealed_in_zookeeper_never_shown_and_reaches_the_service(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    """`env: {DB_PASSWORD: {secret: …}}`: the value is in no znode in plain text (the AppMaster seals
+    it in every version of the job record), `job show` hides it, and the service has it."""
+    secret = "hunter2-" + os.urandom(8).hex()
+    text = service_spec("vault", replicas=1) + f"env:\n  DB_PASSWORD: {{secret: {secret}}}\n  LOG_LEVEL: info\n"
+    detail = submit(cluster, tmp_path, text, "vault")
+    assert detail["spec"]["env"] == {"DB_PASSWORD": {"secret": "(hidden)"}, "LOG_LEVEL": "info"}
+    assert secret not in ok(cluster, "job", "show", "vault")
+    [pod] = detail["pods"]
+    pid = poll("the service", lambda: service_pid(cluster, pod["host"], pod["pod"]))
+    assert f"DB_PASSWORD={secret}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+    paths = Paths(cluster.cluster)
+    with cluster.zk() as zk:
+        job = cbor2.loads(zk.get(paths.state("jobs", "vault"))[0])
+        assert job["versions"]["1"]["env"]["DB_PASSWORD"]["secret"].startswith("sealed:v1:")
+        seen, pending = 0, ["/"]
+        while pending:                                   # every znode Galaxy wrote for this cluster
+            path = pending.pop()
+            data, _ = zk.get(path)
+            assert secret.encode() not in data, f"{path} holds the secret in plain text"
+            seen += 1
+            pending += [f"{path.rstrip('/')}/{child}" for child in zk.get_children(path)]
+    assert seen > 10
+    stop_and_remove(cluster, "vault")

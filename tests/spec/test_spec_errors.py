@@ -36,6 +36,9 @@ CASES: list[tuple[str, Any, str, str]] = [
     ("env", {"A": ["x"]}, "env.A", "expected a string"),
     ("env", {"A": True}, "env.A", "quote numbers and booleans"),
     ("env", ["A=1"], "env", "expected a mapping"),
+    ("env", {"A": {"secret": 3.5}}, "env.A.secret", "expected a string"),
+    ("env", {"A": {"secrit": "x"}}, "env.A", "{secret: string}, got keys secrit"),
+    ("env", {"A": {"secret": "x", "b": 1}}, "env.A", "{secret: string}"),
     # resources
     ("resources", DELETE, "resources", "required"),
     ("resources", None, "resources", "got null"),
