@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import cbor2
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, ConnectionLoss, NodeExistsError, NoNodeError
 
 from galaxy.coord._leadership import Leadership
 from galaxy.coord._paths import Paths, check_segment
@@ -42,6 +42,7 @@ BULK_LEARN = 64                # more unknown keys than this in one kind: list t
 CONFLICT_ROUNDS = 5
 DEADLINE = 30.0
 
+T = TypeVar("T")
 Key = tuple[str, str]          # (kind, key)
 Step = tuple[str, str, bytes | None]   # (verb, path, data) of one op in a multi
 Steps = list[Step]
@@ -97,7 +98,7 @@ class StateStore:
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         path = self._paths.state(kind, key)
         try:
-            data, _ = retry_call(lambda: self._client.get(path), deadline=self._deadline)
+            data, _ = self._ask(lambda: self._client.get(path))
         except NoNodeError:
             self._hint(kind, key, False)
             return None
@@ -107,7 +108,7 @@ class StateStore:
     def keys(self, kind: str) -> Names:
         path = self._paths.state(kind)
         try:
-            children = retry_call(lambda: self._client.get_children(path), deadline=self._deadline)
+            children = self._ask(lambda: self._client.get_children(path))
         except NoNodeError:
             return []
         self._learned_kind(kind, children)
@@ -120,8 +121,7 @@ class StateStore:
         records: dict[str, dict[str, Any]] = {}
         for start in range(0, len(names), READ_WINDOW):
             window = names[start:start + READ_WINDOW]
-            records.update(retry_call(lambda w=window: self._get_many(base, w),  # type: ignore[misc]
-                                      deadline=self._deadline))
+            records.update(self._ask(lambda w=window: self._get_many(base, w)))  # type: ignore[misc]
         return records
 
     # ---- writes -----------------------------------------------------------------------------------
@@ -195,14 +195,14 @@ class StateStore:
         """Commit ``ops`` (the caller holds the write lock); returns the number of multis committed."""
         self._require_leading()
         if not self._root_ready:
-            retry_call(lambda: self._client.ensure_path(self._paths.state()), deadline=self._deadline)
+            self._ask(lambda: self._client.ensure_path(self._paths.state()))
             self._root_ready = True
         until = time.monotonic() + self._deadline
         pause = backoff_delays()
         pending, committed, conflicts = dict(ops), 0, 0
         while pending:
-            self._require_leading()
             try:
+                self._require_reachable()
                 self._learn(pending)
                 done, failed, lost_connection = self._commit(self._plan(pending), pending)
             except RETRYABLE as err:
@@ -228,6 +228,25 @@ class StateStore:
     def _require_leading(self) -> None:
         if self._leadership is not None and self._leadership.lost.is_set():
             raise NotLeader(f"{self._leadership.identity} is no longer the leader: {self._leadership.reason}")
+
+    def _require_reachable(self) -> None:
+        """Refuse to hand kazoo a request while the leadership is suspended (retryable), or lost.
+
+        kazoo queues a request made while disconnected until the link is back, however long: a
+        caller holding its daemon's lock would hold it through a whole partition, and a deposed
+        leader could then not even stop. Refused here, the caller's retries end at the store's
+        deadline, or at once with NotLeader when the leadership is lost.
+        """
+        self._require_leading()
+        if self._leadership is not None and not self._leadership.active:
+            raise ConnectionLoss("ZooKeeper unreachable: the leadership is suspended")
+
+    def _ask(self, read: Callable[[], T]) -> T:
+        """One read (or ``ensure_path``), retried until the deadline; see ``_require_reachable``."""
+        def attempt() -> T:
+            self._require_reachable()
+            return read()
+        return retry_call(attempt, deadline=self._deadline)
 
     def _learn(self, ops: dict[Key, bytes | None]) -> None:
         """Find out which kind directories and keys exist, for the ops we know nothing about."""

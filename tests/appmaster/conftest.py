@@ -25,6 +25,8 @@ from galaxy.errors import RetryableError
 from galaxy.mesh import Client, Keypair
 from tests.appmaster.sim import ResManDouble, SimFleet
 
+REPO = Path(__file__).resolve().parents[2]
+
 DEFAULT_USERS = ("alice", "bob")
 JOB_PERMISSIONS = ["job.create", "job.update", "job.delete", "job.read"]
 
@@ -72,7 +74,7 @@ class AppMasterCluster:
         path.write_text(yaml.safe_dump(config))
         log = open(self.tmp / f"{ident}.log", "ab")  # noqa: SIM115 - closed with the process below
         proc = subprocess.Popen([sys.executable, "-m", "galaxy.appmaster.main", "--config", str(path)],
-                                stdout=log, stderr=log, cwd="/work/main")
+                                stdout=log, stderr=log, cwd=REPO)  # this checkout's galaxy, not another
         log.close()
         self.procs[ident] = proc
         return proc

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
@@ -265,6 +266,49 @@ def test_leader_cut_off_from_zookeeper_goes_inactive_then_lost_after_a_session_t
                 server.resume()
         finally:
             leader.close()
+
+
+def test_a_cut_off_leaders_store_refuses_at_once_instead_of_waiting_for_the_link() -> None:
+    """kazoo would queue a request made while disconnected until the link is back; the leader's store
+    refuses it instead (Unreachable at its deadline while suspended, NotLeader once lost), so a
+    daemon thread holding a lock around a read or write is never held for a whole partition."""
+    from galaxy.errors import Unreachable
+    from galaxy.testing import ZooKeeperServer
+
+    def outcome(call: Any) -> BaseException | None:
+        """What ``call`` raised, or None if it was still waiting 3 s later (on the server's return)."""
+        raised: list[BaseException] = []
+        worker = threading.Thread(target=lambda: raised.extend(_raised(call)), daemon=True)
+        worker.start()
+        worker.join(3.0)
+        return raised[0] if raised else None
+
+    with ZooKeeperServer(tick_ms=500) as server:
+        leader = Contender(server.hosts, Paths("c8"), "leader", session_timeout=6.0).start()
+        try:
+            leadership = leader.wait_leadership()
+            store = StateStore(leader.client, Paths("c8"), leadership=leadership, deadline=0.3)
+            store.put("jobs", "web", {"replicas": 1})
+            server.pause()
+            try:
+                eventually(lambda: not leadership.active, timeout=10, what="suspended")
+                assert isinstance(outcome(lambda: store.get("jobs", "web")), Unreachable)
+                assert isinstance(outcome(lambda: store.put("jobs", "web", {"replicas": 2})),
+                                  Unreachable | NotLeader)
+                eventually(lambda: leadership.lost.is_set(), timeout=10, what="lost")
+                assert isinstance(outcome(lambda: store.get("jobs", "web")), NotLeader)
+            finally:
+                server.resume()
+        finally:
+            leader.close()
+
+
+def _raised(call: Any) -> list[BaseException]:
+    try:
+        call()
+    except BaseException as err:  # noqa: BLE001 - the test looks at what was raised
+        return [err]
+    return []
 
 
 def test_leadership_lost_on_the_client_clock_while_the_session_survives_hands_over(

@@ -106,7 +106,7 @@ class Scenario:
 
     # ---- what a user does and sees ---------------------------------------------------------------
     def submit(self) -> None:
-        spec = service_spec("web", replicas=1).replace("max_per_host: 1", "max_per_host: 10")
+        spec = service_spec("web", replicas=1).replace("max_per_host: 1", "max_per_host: 20")  # 16 at the end
         ok(self.cluster, "job", "submit", write_spec(self.tmp_path, spec, "web"), "--wait", "--timeout", "120")
         detail = as_json(self.cluster, "job", "show", "web")
         assert detail["state"] == "RUNNING" and detail["running"] == 1, detail

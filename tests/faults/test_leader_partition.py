@@ -178,11 +178,6 @@ def test_leader_cut_from_zookeeper_is_fenced_and_replaced(cluster: FaultCluster,
     assert not stats.violations, stats.violations
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a deposed AppMaster with a tenancy write in flight cannot stop: PoolRoutes.create holds the master "
-    "lock across a ZooKeeper call that blocks until the connection returns, Master.handle_report (the mesh "
-    "I/O thread) waits for that lock, and Server.stop() joins the I/O thread — so the old leader's port "
-    "stays open (answering nothing) and it cannot rejoin the election until the partition heals"))
 def test_deposed_appmaster_with_a_write_in_flight_closes_its_port(cluster: FaultCluster, faults: Faults) -> None:
     poll("two appmaster replicas campaigning", lambda: len(contenders(cluster, "appmaster")) == 2, timeout=90)
     old = cluster.wait_leader("appmaster")
