@@ -33,8 +33,16 @@ def show(user: Any, job: str) -> dict[str, Any]:
 
 
 def wait_state(user: Any, job: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
-    return wait_until(lambda: (d := show(user, job))["state"] == state and d, timeout,  # type: ignore[no-any-return]
-                      f"job {job} {state}")
+    last: list[dict[str, Any]] = []
+
+    def reached() -> dict[str, Any] | None:
+        last[:] = [show(user, job)]
+        return last[0] if last[0]["state"] == state else None
+
+    try:
+        return wait_until(reached, timeout, f"job {job} {state}")  # type: ignore[no-any-return]
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last seen: {last[0] if last else None}") from None
 
 
 def test_submit_runs_every_replica_and_naming_finds_them(am_cluster: AppMasterCluster) -> None:
