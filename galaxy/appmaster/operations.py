@@ -64,11 +64,14 @@ class Operations:
             self._allowed(spec, who.name)
             quotas.check(self.directory, self.m.jobs.values(), who.name, job_demand(spec))
             job = new_job(spec, who.name, keys.public, keys.secret)
+            # Trusted before the job is visible: the group sync may create its group (and a pod dial
+            # in) before this thread gets there, and libzmq does not redial a connection its
+            # handshake refused (seen: a pod stuck PENDING, 1 submit in ~10).
+            workerkeys.admit(self.m.keyring, job.name, job.worker_public)
             self.m.jobs[spec.name] = job
             self.m.by_job[spec.name] = set()
             ticket = self.m.save_job(job)
         self.m.writer.wait(ticket)
-        workerkeys.admit(self.m.keyring, job.name, job.worker_public)
         self.m.trace_job(job.name, "submitted", owner=who.name, version=job.version, replicas=job.replicas)
         try:
             self.m.resman.call("group.create", self.m.group_body(job), deadline=RESMAN_DEADLINE)
