@@ -4,11 +4,13 @@
 # path (move itself into a leaf, delegate below) is the one exercised.
 set -uo pipefail
 status_dir=$1; shift
-exec 3> "$status_dir/rc"  # opened now: the guest's own /tmp, mounted below, hides the host's
-finish() { echo "$1" >&3; exit "$1"; }
+finish() { echo "$1" > "$status_dir/rc"; exit "$1"; }
 grep -q '^cgroup2 /sys/fs/cgroup ' /proc/mounts || { echo "guest: cgroup2 is not at /sys/fs/cgroup"; finish 98; }
-echo "guest: /tmp was: $(grep ' /tmp ' /proc/mounts || echo 'not a mount')"
-mount -t tmpfs -o mode=1777 tmpfs /tmp  # the guest's own: loop images need a local filesystem
+# The tests' temporary files on a tmpfs of the guest's own: virtme-ng's /tmp is an overlay of the
+# host's, and loop devices over overlayfs fail with I/O errors. Not mounted over /tmp itself: the
+# checkout (a CI clone) may live there.
+mkdir -p /run/galaxy-tmp && mount -t tmpfs -o mode=1777 tmpfs /run/galaxy-tmp
+export TMPDIR=/run/galaxy-tmp
 for mod in loop ext4 veth ip_tables iptable_filter iptable_nat xt_conntrack xt_comment xt_cgroup \
            xt_owner xt_multiport nf_conntrack; do modprobe -q "$mod" 2>/dev/null || true; done
 [ -e /dev/loop-control ] || { echo "guest: no loop devices"; finish 97; }

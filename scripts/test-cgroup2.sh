@@ -3,8 +3,9 @@
 # Debian kernel booted under QEMU by virtme-ng. A fleet runs cgroup v2; this machine mounts v1, so the
 # v2 driver is proven here, on a real kernel, rather than on the fake cgroupfs of the unit tests.
 #
-# The guest shares the host's filesystem read-only (virtme-ng's default) with its own /tmp and /run, and
-# the checkout as an overlay it may write but the host never sees, so nothing it makes outlives the VM. KVM is not used: on this machine's CPU qemu's KVM guests abort
+# The guest shares the host's filesystem read-only (virtme-ng's default); /tmp and the checkout are
+# overlays it may write but the host never sees, and the tests' TMPDIR is a tmpfs of its own, so
+# nothing it makes outlives the VM. KVM is not used: on this machine's CPU qemu's KVM guests abort
 # (FACTS.md), so the guest runs under TCG, ~7x slower than the host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
