@@ -87,10 +87,11 @@ def test_a_create_outside_the_pool_policy_is_refused_and_package_dirs_are_bound_
         shutil.rmtree(packages, ignore_errors=True)
 
 
-def test_package_dirs_that_nest_with_the_jobs_own_paths_or_do_not_exist_are_left_out(tmp_path: Path) -> None:
+def test_package_dirs_that_nest_with_the_jobs_own_paths_or_do_not_exist_are_left_out() -> None:
     from galaxy.agent.service import package_mounts
 
     base = Path(tempfile.mkdtemp(prefix="galaxy-test-packages-", dir="/var/tmp"))
+    tmp_path = Path(tempfile.mkdtemp(prefix="galaxy-test-packages-", dir="/tmp"))  # /tmp itself, whatever TMPDIR
     try:
         for name in ("a", "b"):
             (base / name).mkdir()
@@ -101,3 +102,4 @@ def test_package_dirs_that_nest_with_the_jobs_own_paths_or_do_not_exist_are_left
         assert package_mounts(PoolPolicy(), req) == ()
     finally:
         shutil.rmtree(base)
+        shutil.rmtree(tmp_path)
