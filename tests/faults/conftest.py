@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import os
 import time
 import uuid
@@ -20,11 +21,12 @@ from typing import Any, TypeVar
 import pytest
 
 from galaxy.coord import Credential, Leadership, Paths, StateStore, connect
-from galaxy.errors import GalaxyError, NotLeader
+from galaxy.errors import NotLeader
 from galaxy.mesh import Client
 from galaxy.testing.faults import Faults, SpreadCluster
 from galaxy.testing.netns import TestHost, in_netns
 from tests.resman_multihost.conftest import MultiHostCluster, all_real_containers, cluster_factory
+from tests.resman_multihost.conftest import poll as multihost_poll
 
 T = TypeVar("T")
 
@@ -61,19 +63,7 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory, faults: Faults) -> It
 
 # ---- waiting ---------------------------------------------------------------------------------------
 
-def poll(what: str, check: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2) -> T:
-    """``check()`` until truthy (Galaxy errors while leaders change count as not yet), within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-        except GalaxyError as err:
-            found, last = None, f" (last error: {type(err).__name__}: {err})"
-        if found:
-            return found
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{last}")
+poll = functools.partial(multihost_poll, interval=0.2)   # the multi-host poll, polled a little faster
 
 
 # ---- ZooKeeper: fences ------------------------------------------------------------------------------
