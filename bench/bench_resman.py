@@ -17,7 +17,10 @@ Rows:
 * scheduler CPU per placement (the pipeline alone, same 10,000 hosts and groups) against a first-fit
   scan without indexes or cursor (what the original Galaxy did), measured in the same run;
 * 10,000 hosts polled once a second: poll rate and p99 answer latency, while idle after placing;
-* utilisation reached by bin-pack beside spread on the same workload (hosts used, mean utilisation).
+* utilisation reached by bin-pack beside spread on the same workload (hosts used, mean utilisation);
+* the end-to-end load run twice in the same run: against ZooKeeper as a cluster runs it (daemons'
+  digest credential, an ACL on every znode, TLS on the client port) and against an open, plain
+  ZooKeeper; the secured run gives the rows above, the ratio rows compare the two (target: within 10 %).
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ import os
 import random
 import resource
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench._table import Row
-from galaxy.coord import Election, Leadership, Paths, StateStore, connect
+from galaxy.coord import ClusterCA, Credential, Election, Leadership, Paths, StateStore, connect
+from galaxy.coord._tls import write_server_tls
 from galaxy.mesh import Keypair, KeyRing, Server
 from galaxy.resman import Engine, ResManSettings, serve
 from galaxy.resman.engine import GC_THRESHOLDS
@@ -80,16 +85,33 @@ def run() -> list[Row]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     rows = _scheduler_rows() + _utilisation_rows()
     with ZooKeeperServer(tick_ms=500) as zk_server:
-        rows = _end_to_end_rows(zk_server.hosts) + rows
-    return rows
+        open_rows = _end_to_end_rows(zk_server.hosts)
+    with tempfile.TemporaryDirectory(prefix="galaxy-bench-zk-tls-") as tls_dir:
+        write_server_tls(tls_dir, ClusterCA.generate("bench"), ["127.0.0.1"])
+        with ZooKeeperServer(tick_ms=500, tls_dir=tls_dir) as zk_server:
+            secured = _end_to_end_rows(zk_server.hosts, credential=Credential.generate(), ca=zk_server.ca)
+    return secured + _secured_against_open(secured, open_rows) + rows
+
+
+def _secured_against_open(secured: list[Row], open_rows: list[Row]) -> list[Row]:
+    """What authentication, ACLs and TLS cost ResMan's writes: the same load against an open plain
+    ZooKeeper, measured in this run."""
+    plain = {r.metric: r.value for r in open_rows}
+    rate, placed = secured[0], next(r for r in secured if r.metric.startswith("time until all placed"))
+    return [
+        Row("resman", "placements/s end to end, ZooKeeper with credential + ACLs + TLS", rate.value, "/s",
+            plain[rate.metric], "same load, open plain ZooKeeper", 0.90),
+        Row("resman", "time until all placed, ZooKeeper with credential + ACLs + TLS", placed.value, "s",
+            plain[placed.metric], "same load, open plain ZooKeeper", 1.10, better="lower"),
+    ]
 
 
 # ---- end to end ----------------------------------------------------------------------------------
 
-def _end_to_end_rows(zk_hosts: str) -> list[Row]:
+def _end_to_end_rows(zk_hosts: str, *, credential: Credential | None = None, ca: str | None = None) -> list[Row]:
     # 30 s: at full scale the ZooKeeper client's thread shares the GIL with a saturated loop and mesh;
     # with 10 s its session expired mid-run and the leader (rightly) stepped down.
-    zk = connect(zk_hosts, session_timeout=30.0)
+    zk = connect(zk_hosts, session_timeout=30.0, credential=credential, ca=ca)
     paths = Paths("bench")
     elected = threading.Event()
     holder: list[Leadership] = []

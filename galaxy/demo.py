@@ -72,11 +72,9 @@ def write_user_config(cluster: LocalCluster) -> None:
     USER_CONFIG.parent.mkdir(parents=True, exist_ok=True)
     if USER_CONFIG.exists() and not _is_demo_config(USER_CONFIG):
         shutil.copy(USER_CONFIG, BASE / "previous-user-config")
-    USER_CONFIG.write_text(yaml.safe_dump({
-        "cluster": cluster.cluster, "zookeeper": cluster.zk_hosts,
-        "key": str(BASE / "keys" / "admin.key"),
-        "netns": cluster.control.name,   # the demo's control plane lives in this network namespace
-    }, sort_keys=False))
+    # netns: the demo's control plane lives in this network namespace
+    USER_CONFIG.write_text(yaml.safe_dump(cluster.client_config(BASE / "keys" / "admin.key",
+                                                                netns=cluster.control.name), sort_keys=False))
 
 
 def _is_demo_config(path: Path) -> bool:

@@ -45,13 +45,14 @@ class Master:
 
     def __init__(self, *, zk: KazooClient, paths: Paths, store: StateStore, keyring: KeyRing,
                  resman: ResManLink, zookeeper_hosts: str, worker_argv: list[str] | None = None,
-                 state_key: StateKey | None = None) -> None:
+                 state_key: StateKey | None = None, zookeeper_ca_pem: str = "") -> None:
         self.zk = zk
         self.paths = paths
         self.store = store
         self.keyring = keyring
         self.resman = resman
         self.zookeeper_hosts = zookeeper_hosts
+        self.zookeeper_ca_pem = zookeeper_ca_pem    # AppWorkers check ZooKeeper's TLS port with it
         self.worker_argv = worker_argv or [sys.executable, "-m", "galaxy.appworker.main"]
         self.state_key = state_key  # seals worker keys and pod seeds at rest (galaxy/coord/_sealed.py)
         self.lock = threading.RLock()
@@ -308,6 +309,8 @@ class Master:
         env = {"GALAXY_ZOOKEEPER": self.zookeeper_hosts, "GALAXY_CLUSTER": self.paths.cluster,
                "GALAXY_WORKER_KEY": self._sealed_env("GALAXY_WORKER_KEY", job.worker_secret),
                "GALAXY_WORKER_PUB": job.worker_public}
+        if self.zookeeper_ca_pem:  # a public certificate; the container sees no host file
+            env["GALAXY_ZOOKEEPER_CA_PEM"] = self.zookeeper_ca_pem
         if job.pod_seed:  # the Agent turns it into the pod's own token (galaxy/protocol/podtoken.py)
             env[podtoken.SEED_VAR] = self._sealed_env(podtoken.SEED_VAR, job.pod_seed)
         return {"group": job.name, "owner": job.owner, "pool": spec.pool, "replicas": job.replicas,

@@ -11,6 +11,7 @@ Workers are never restarted by a failover: they keep running and report to whoev
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from kazoo.client import KazooClient
@@ -66,7 +67,8 @@ class AppMasterService(RoleService):
                                 heartbeat_interval=self.config.heartbeat_interval)
         master = Master(zk=zk, paths=self._paths, store=store, keyring=server.keyring, resman=self._link,
                         zookeeper_hosts=self.config.zookeeper, worker_argv=self.worker_argv,
-                        state_key=self.config.sealing_key())
+                        state_key=self.config.sealing_key(),
+                        zookeeper_ca_pem=Path(self.config.zookeeper_ca).read_text() if self.config.zookeeper_ca else "")
         if self.directory is None:
             raise InternalError("the AppMaster leads without a user directory (ReplicatedDaemon sets it)")
         master.load()

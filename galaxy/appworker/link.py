@@ -17,6 +17,8 @@ raises Unreachable.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -65,6 +67,7 @@ class MasterLink:
         self._lock = threading.Lock()
         self._client: Client | None = None
         self._zk: KazooClient | None = None
+        self._ca_path: str | None = None
         self._watch: WatchHandle[Any] | None = None
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._connect, name="galaxy-master-link", daemon=True)
@@ -112,6 +115,8 @@ class MasterLink:
         if self._zk is not None:
             self._zk.stop()
             self._zk.close()
+        if self._ca_path is not None:
+            os.unlink(self._ca_path)
 
     def _hint(self) -> MasterAddress | None:
         endpoint, key = self.settings.master_endpoint, self.settings.master_key
@@ -131,7 +136,7 @@ class MasterLink:
 
         while not self._closing.is_set():
             try:
-                zk = connect(self.settings.zookeeper, timeout=10.0, session_timeout=10.0)
+                zk = connect(self.settings.zookeeper, timeout=10.0, session_timeout=10.0, ca=self._ca_file())
             except GalaxyError as err:
                 log.warning("ZooKeeper not reachable yet: %s", err)
                 self._closing.wait(RETRY_CONNECT)
@@ -143,6 +148,17 @@ class MasterLink:
             self._zk = zk
             self._watch = watch_leader(zk, Paths(self.settings.cluster), "appmaster", self._on_leader)
             return
+
+    def _ca_file(self) -> str | None:
+        """The CA certificate the Agent passed in the environ, as the file kazoo wants: private to
+        this process (0600, root of the container), so the service cannot swap it."""
+        if not self.settings.zookeeper_ca_pem:
+            return None
+        if self._ca_path is None:
+            fd, self._ca_path = tempfile.mkstemp(prefix="galaxy-zookeeper-ca-", suffix=".pem")
+            with os.fdopen(fd, "w") as out:
+                out.write(self.settings.zookeeper_ca_pem)
+        return self._ca_path
 
     def _on_leader(self, info: Any) -> None:
         if info is None:

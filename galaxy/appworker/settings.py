@@ -42,6 +42,7 @@ class WorkerSettings:
     work_dir: Path = Path(DEFAULT_WORK_DIR)
     report_interval: float = 1.0
     zookeeper: str = ""
+    zookeeper_ca_pem: str = ""  # the cluster's ZooKeeper CA certificate: TLS to ZooKeeper when set
     cluster: str = ""
     worker_public: str = ""
     worker_secret: str = ""
@@ -96,6 +97,7 @@ class WorkerSettings:
             work_dir=Path(environ.get("GALAXY_WORK_DIR") or DEFAULT_WORK_DIR),
             report_interval=_float(environ, "GALAXY_REPORT_INTERVAL", 1.0, 0.05, 60.0),
             zookeeper=environ.get("GALAXY_ZOOKEEPER", ""), cluster=environ.get("GALAXY_CLUSTER", ""),
+            zookeeper_ca_pem=environ.get("GALAXY_ZOOKEEPER_CA_PEM", ""),
             worker_public=environ.get("GALAXY_WORKER_PUB", ""),
             worker_secret=environ.get("GALAXY_WORKER_KEY", ""),
             pod_token=environ.get("GALAXY_POD_TOKEN", ""),

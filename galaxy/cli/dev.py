@@ -14,13 +14,15 @@ POLL = 0.5
 class DevCommands:
     """Developer tools: a local ZooKeeper to point daemons at."""
 
-    def zk(self, port: int = 0, tick_ms: int = 500, data_dir: str = "", address: str = "127.0.0.1") -> None:
+    def zk(self, port: int = 0, tick_ms: int = 500, data_dir: str = "", address: str = "127.0.0.1",
+           tls_dir: str = "") -> None:
         """Run a standalone ZooKeeper in the foreground until Ctrl-C or SIGTERM.
 
         Listens on ``address`` (default 127.0.0.1) and prints the connect string (``ADDRESS:PORT``)
         once it serves. ``port`` 0 picks a free
         port; ``data_dir`` keeps the data there (default: a temp dir removed on exit); ``tick_ms``
-        sets the session-timeout granularity (short = fast failover).
+        sets the session-timeout granularity (short = fast failover); ``tls_dir`` (holding
+        ``zookeeper-ca.pem`` and ``zookeeper-server.pem``) serves TLS only on the port.
         """
         from galaxy.testing.zk import ZooKeeperServer
 
@@ -30,7 +32,8 @@ class DevCommands:
             stop.set()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        server = ZooKeeperServer(tick_ms=tick_ms, port=port, data_dir=data_dir or None, address=address)
+        server = ZooKeeperServer(tick_ms=tick_ms, port=port, data_dir=data_dir or None, address=address,
+                                 tls_dir=tls_dir or None)
         try:
             server.start()
             print(server.hosts, flush=True)

@@ -68,13 +68,15 @@ def _reserve(path: Path) -> None:
     os.close(fd)
 
 
-def created_text(record: dict[str, Any], key_file: str, cluster: str, zookeeper: str) -> str:
+def created_text(record: dict[str, Any], key_file: str, cluster: str, zookeeper: str,
+                 zookeeper_ca: str | None = None) -> str:
     name = record.get("name")
+    ca = f" --zookeeper_ca {zookeeper_ca}" if zookeeper_ca else ""
     return (f"user {name} created{' (administrator)' if record.get('admin') else ''}\n"
             f"secret key written to {key_file} (mode 0600): give it to {name} only; its public half is in "
             f"{key_file}.pub\n"
             f"{name} points the galaxy command at it with:\n"
-            f"  galaxy config init --cluster {cluster} --zookeeper {zookeeper} --key {key_file}\n"
+            f"  galaxy config init --cluster {cluster} --zookeeper {zookeeper}{ca} --key {key_file}\n"
             f"or for one shell:  export GALAXY_KEY={key_file}\n")
 
 
@@ -144,7 +146,7 @@ class UserCommands:
                     path.unlink(missing_ok=True)
                     pub.unlink(missing_ok=True)
         emit({**record, "key_file": str(path)}, output,
-             lambda r: created_text(r, str(path), config.cluster, config.zookeeper))
+             lambda r: created_text(r, str(path), config.cluster, config.zookeeper, config.zookeeper_ca))
 
     def remove(self, name: str, output: str = "table") -> None:
         """Remove user NAME: their key is refused from now on (their jobs stay; remove those first)."""

@@ -36,10 +36,11 @@ from galaxy.coord._paths import ROLES, Paths
 from galaxy.coord._retry import retrying
 from galaxy.coord._sealed import StateKey, is_sealed, open_sealed
 from galaxy.coord._state import Batch, StateStore
+from galaxy.coord._tls import ClusterCA, check_ca_file
 from galaxy.coord._watch import WatchHandle
 
 __all__ = [
-    "Batch", "Credential", "Election", "LeaderInfo", "Leadership", "Naming", "Paths", "ROLES", "StateKey", "StateStore",
-    "WatchHandle", "acl_for", "connect", "is_sealed", "open_sealed", "publish_leader", "read_leader", "retrying",
+    "Batch", "ClusterCA", "Credential", "Election", "LeaderInfo", "Leadership", "Naming", "Paths", "ROLES", "StateKey", "StateStore",
+    "WatchHandle", "acl_for", "check_ca_file", "connect", "is_sealed", "open_sealed", "publish_leader", "read_leader", "retrying",
     "secure_tree", "watch_leader",
 ]

@@ -21,15 +21,20 @@ from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandl
 
 from galaxy.coord._acl import AUTH_FIELD, Credential, GalaxyZooKeeper
 from galaxy.coord._retry import retry_call
+from galaxy.coord._tls import check_ca_file
 from galaxy.errors import InvalidInput, PermissionDenied, Unreachable
 
 
 def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0,
-            credential: Credential | None = None) -> KazooClient:
+            credential: Credential | None = None, ca: str | None = None) -> KazooClient:
     """A started KazooClient on ``hosts``, or galaxy.errors.Unreachable naming them after ``timeout`` s.
 
     ``session_timeout`` is what the client asks for; the server clamps it to [2, 20] ticks. It is
     also how long a dead leader keeps its lock, i.e. the failover time.
+
+    ``ca`` (a PEM file: the cluster's ZooKeeper CA) speaks TLS to the servers' secure client port
+    and accepts only a server whose certificate that CA signed for the address or name written in
+    ``hosts`` (``galaxy.coord._tls``); None = plain TCP.
     """
     if not isinstance(hosts, str) or not hosts.strip():
         raise InvalidInput("expected a ZooKeeper connect string like 'host:2181[,host:2181][/chroot]'",
@@ -40,7 +45,8 @@ def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0,
         raise InvalidInput("must be positive", field="session_timeout")
     client = GalaxyZooKeeper(hosts=hosts.strip(), timeout=session_timeout,
                              connection_retry={"max_tries": -1, "max_delay": 1.0}, credential=credential,
-                             handler=BoundedConnectHandler(host_connect_timeout(hosts, session_timeout)))
+                             handler=BoundedConnectHandler(host_connect_timeout(hosts, session_timeout)),
+                             **_tls_args(ca))
     try:
         with warnings.catch_warnings():
             # kazoo warns about a missing chroot at start; it is created just below.
@@ -61,6 +67,12 @@ def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0,
         client.close()
         raise
     return client
+
+
+def _tls_args(ca: str | None) -> dict[str, Any]:
+    if not ca:
+        return {}
+    return {"use_ssl": True, "ca": check_ca_file(ca), "verify_certs": True, "check_hostname": True}
 
 
 def host_connect_timeout(hosts: str, session_timeout: float) -> float:

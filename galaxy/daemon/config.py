@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from galaxy.coord import Credential, StateKey
+from galaxy.coord import Credential, StateKey, check_ca_file
 from galaxy.errors import InvalidInput
 
 ROLES = ("resman", "appmaster", "agent")
@@ -66,6 +66,9 @@ class DaemonConfig:
     # ResMan's and the AppMaster's key for secrets at rest (galaxy/coord/_sealed.py: a 0600 file);
     # "" = none: worker keys and pod seeds are written to ZooKeeper in plain text (as before sealing).
     state_key: str = ""
+    # The cluster's ZooKeeper CA certificate (galaxy/coord/_tls.py): "" = plain TCP to ZooKeeper;
+    # set, `zookeeper` names the servers' TLS (secure client) ports and their certificates are checked.
+    zookeeper_ca: str = ""
     agent: AgentSettings = field(default_factory=AgentSettings)
     resman: dict[str, Any] = field(default_factory=dict)     # as written; ResManSettings.load checks it
 
@@ -217,7 +220,7 @@ def parse_config(data: Any, role: str, *, source: str = "<config>") -> DaemonCon
     r = _Reader(data, "", problems)
     r.unknown({"cluster", "zookeeper", "id", "listen", "advertise", "key", "trusted_keys", "state_dir",
                "session_timeout", "heartbeat_interval", "log_level", "zookeeper_auth", "state_key", "agent",
-               "resman"})
+               "resman", "zookeeper_ca"})
     ident = r.get("id", str, socket.gethostname())
     listen = r.get("listen", str, "tcp://127.0.0.1:0" if role != "agent" else "")
     advertise = r.get("advertise", str, "") or listen
@@ -229,6 +232,12 @@ def parse_config(data: Any, role: str, *, source: str = "<config>") -> DaemonCon
             Credential.load(zookeeper_auth, "zookeeper_auth")
         except InvalidInput as err:
             problems.append(("zookeeper_auth", err.message))
+    zookeeper_ca = r.get("zookeeper_ca", str, "")
+    if zookeeper_ca:
+        try:
+            check_ca_file(zookeeper_ca, "zookeeper_ca")
+        except InvalidInput as err:
+            problems.append(("zookeeper_ca", err.message))
     state_key = r.get("state_key", str, "")
     if state_key and role == "agent":
         problems.append(("state_key", "is for ResMan and the AppMaster only: an Agent must not hold it"))
@@ -254,6 +263,7 @@ def parse_config(data: Any, role: str, *, source: str = "<config>") -> DaemonCon
         log_level=level.lower(),
         zookeeper_auth=zookeeper_auth,
         state_key=state_key,
+        zookeeper_ca=zookeeper_ca,
         agent=_agent(data.get("agent"), problems),
         resman=dict(resman or {}),
     )

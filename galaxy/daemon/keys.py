@@ -4,6 +4,11 @@ Named files, not a list in the config, so that Ansible (or an operator) can hand
 by adding or deleting one file; daemons re-read it on SIGHUP. Only the keys that came from the
 directory are managed here: keys a daemon adds at run time (the AppMaster's per-job worker keys)
 survive a reload.
+
+A key being rotated is two files while the roll lasts: `<name>.pub` (the new key) and
+`<name>@previous.pub` (the old one). Both carry the name `<name>` — one principal — so a daemon
+restarted with the new key keeps its identity (galaxy/mesh/server.py), and one not yet restarted
+still connects; deleting `<name>@previous.pub` ends the old key.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ class TrustedKeys:
             raise InvalidInput(f"trusted keys directory {self.directory} does not exist", field="trusted_keys")
         wanted: dict[str, str] = {}
         for pub in sorted(path.glob("*.pub")):
-            wanted[Keypair.load_public(str(pub))] = pub.name[: -len(".pub")]
+            wanted[Keypair.load_public(str(pub))] = key_name(pub.name)
         for key in self._from_files.keys() - wanted.keys():
             self.keyring.remove(key)
         for key, name in wanted.items():
@@ -36,6 +41,11 @@ class TrustedKeys:
                 self.keyring.add(key, name)
         self._from_files = wanted
         return len(wanted)
+
+
+def key_name(file_name: str) -> str:
+    """The ring name of a trusted-key file: `agent-h3.pub` and `agent-h3@previous.pub` are both `agent-h3`."""
+    return file_name.removesuffix(".pub").split("@", 1)[0]
 
 
 def load_keyring(directory: str) -> KeyRing:

@@ -10,7 +10,8 @@ Identity = key. A peer's identity (what handlers see as ``Request.peer`` and wha
 ``bind_grace`` seconds after it is gone. Another key claiming it is refused — counted in
 ``identity_refused``, logged with the identity and the key's fingerprint, a request answered with
 ``IdentityRefused`` — and never becomes the peer; the same key from a new connection takes the
-identity over at once. An ``identity_policy`` may refuse more, and may name an identity's owner,
+identity over at once, as does another key with the same name in the ring (a rotation: the old and
+the new key of one principal, both trusted during the roll). An ``identity_policy`` may refuse more, and may name an identity's owner,
 who takes it back from anyone else (ResMan: a host's name is its Agent key's only). A reply is
 accepted only from the connection and key the request went to.
 """
@@ -406,9 +407,10 @@ class Server(Node):
 
         The identity is the one the route names; it is bound to the key of the peer that holds it, or
         held it less than ``bind_grace`` ago (unless that key was removed from the ring). The same key
-        from another connection takes the identity over at once (a restarted peer); another key is
-        refused unless the policy says it owns the identity and the holder does not; and any claim
-        the policy refuses is refused."""
+        from another connection takes the identity over at once (a restarted peer), and so does
+        another key of the same principal (the same name in the ring: a key being rotated, old and new
+        both trusted while the roll lasts); another principal's key is refused unless the policy says
+        it owns the identity and the holder does not; and any claim the policy refuses is refused."""
         old = self._peers.get(route)
         if old is not None:  # libzmq handed a bare route (no nonce) to a new connection: the old one is gone
             self._lose(old, now)
@@ -421,7 +423,7 @@ class Server(Node):
         holder = (current.key, current.key_name) if current is not None else self._released_holder(identity, now)
         policy = self.identity_policy
         try:
-            if holder is not None and holder[0] != key:
+            if holder is not None and holder[0] != key and holder[1] != key_name:
                 if not (policy.owns(name, key_name) and not policy.owns(name, holder[1])):
                     return self._refuse_claim(identity, key, key_name, f"identity {name!r} is bound to another key",
                                               f"held by key {fingerprint(holder[0])} ({holder[1]})")

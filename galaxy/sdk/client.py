@@ -98,7 +98,7 @@ class Client(TenancyCalls):
                     from galaxy.testing.netns import enter_netns
 
                     enter_netns(self.config.netns)  # every connection below starts from this thread
-                self._zk = connect(self.config.zookeeper, timeout=self.config.timeout)
+                self._zk = connect(self.config.zookeeper, timeout=self.config.timeout, ca=self.config.zookeeper_ca)
             return self._zk
 
     def _link(self, role: str) -> LeaderLink:

@@ -6,11 +6,13 @@ The file names three things and optionally a fourth::
     zookeeper: 127.0.0.1:2181       # connect string (may carry a chroot: host:port/prefix)
     key: ~/.galaxy/alice.key        # the user's CURVE keypair; a relative path is relative to this file
     timeout: 10s                    # how long to wait for ZooKeeper and for a leader (default 10 s)
+    zookeeper_ca: ~/.galaxy/zookeeper-ca.pem   # the cluster's ZooKeeper CA certificate: TLS to
+                                    # ZooKeeper's secure port (a relative path is relative to this file)
     netns: galaxy-demo-1            # only for a local cluster on test hosts (`make demo`): the network
                                     # namespace its control plane lives in; the client enters it (root)
 
-Each value can be overridden by ``GALAXY_CLUSTER``, ``GALAXY_ZOOKEEPER``, ``GALAXY_KEY`` and
-``GALAXY_TIMEOUT``; ``GALAXY_CONFIG`` names another file. The environment wins so a script can aim
+Each value can be overridden by ``GALAXY_CLUSTER``, ``GALAXY_ZOOKEEPER``, ``GALAXY_KEY``,
+``GALAXY_TIMEOUT`` and ``GALAXY_ZOOKEEPER_CA``; ``GALAXY_CONFIG`` names another file. The environment wins so a script can aim
 one command at another cluster without touching the file. When nothing names a cluster the error
 says exactly what to set, because that is the first thing every new user meets.
 """
@@ -25,15 +27,17 @@ from typing import Any
 
 import yaml
 
+from galaxy.coord import check_ca_file
 from galaxy.errors import InvalidInput
 from galaxy.sdk.errors import NotConfigured
 from galaxy.spec import SpecError, parse_duration
 
 DEFAULT_PATH = "~/.galaxy/config"
 DEFAULT_TIMEOUT = 10.0
-KEYS = ("cluster", "zookeeper", "key", "timeout", "netns")
+KEYS = ("cluster", "zookeeper", "key", "timeout", "netns", "zookeeper_ca")
 ENV = {"cluster": "GALAXY_CLUSTER", "zookeeper": "GALAXY_ZOOKEEPER", "key": "GALAXY_KEY",
-       "timeout": "GALAXY_TIMEOUT"}
+       "timeout": "GALAXY_TIMEOUT", "zookeeper_ca": "GALAXY_ZOOKEEPER_CA"}
+PATH_KEYS = ("key", "zookeeper_ca")   # relative to the config file
 ENV_CONFIG = "GALAXY_CONFIG"
 
 
@@ -47,6 +51,7 @@ class ClientConfig:
     timeout: float = DEFAULT_TIMEOUT
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     netns: str | None = None
+    zookeeper_ca: str | None = None   # a PEM file: TLS to ZooKeeper, servers checked against it
 
     def __post_init__(self) -> None:
         for name in ("cluster", "zookeeper", "key"):
@@ -61,6 +66,8 @@ class ClientConfig:
                                 "timeout": self.timeout}
         if self.netns:
             data["netns"] = self.netns
+        if self.zookeeper_ca:
+            data["zookeeper_ca"] = self.zookeeper_ca
         return data
 
 
@@ -85,8 +92,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         for name, value in _read_file(file).items():
             values[name] = value
             sources[name] = str(file)
-        if "key" in values and isinstance(values["key"], str):
-            values["key"] = str((file.parent / os.path.expanduser(values["key"])).resolve())
+        for name in PATH_KEYS:
+            if isinstance(values.get(name), str):
+                values[name] = str((file.parent / os.path.expanduser(values[name])).resolve())
     elif explicit:
         named_by = "the path argument" if path is not None else f"${ENV_CONFIG}"
         raise NotConfigured(f"config file {file} does not exist (named by {named_by})")
@@ -94,8 +102,9 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
         if env.get(variable):
             values[name] = env[variable]
             sources[name] = f"${variable}"
-    if isinstance(values.get("key"), str):
-        values["key"] = os.path.abspath(os.path.expanduser(values["key"]))
+    for name in PATH_KEYS:
+        if isinstance(values.get(name), str):
+            values[name] = os.path.abspath(os.path.expanduser(values[name]))
     missing = [name for name in ("cluster", "zookeeper", "key") if not values.get(name)]
     if missing:
         raise NotConfigured(_not_configured_message(file, missing))
@@ -103,8 +112,11 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     netns = values.get("netns")
     if netns is not None and (not isinstance(netns, str) or not netns):
         raise InvalidInput("must be a network namespace name", field="netns")
+    ca = values.get("zookeeper_ca")
+    if ca is not None:
+        ca = check_ca_file(ca, "zookeeper_ca")
     return ClientConfig(cluster=str(values["cluster"]), zookeeper=str(values["zookeeper"]), key=str(values["key"]),
-                        timeout=timeout, sources=sources, netns=netns)
+                        timeout=timeout, sources=sources, netns=netns, zookeeper_ca=ca)
 
 
 def write_config(path: str | os.PathLike[str], config: ClientConfig, *, force: bool = False) -> Path:
@@ -114,7 +126,7 @@ def write_config(path: str | os.PathLike[str], config: ClientConfig, *, force: b
         raise InvalidInput(f"{target} exists; pass --force to replace it", field="path")
     target.parent.mkdir(parents=True, exist_ok=True)
     text = ("# Galaxy client configuration (see docs/sdk.md). Environment variables GALAXY_CLUSTER,\n"
-            "# GALAXY_ZOOKEEPER, GALAXY_KEY and GALAXY_TIMEOUT override these values.\n"
+            "# GALAXY_ZOOKEEPER, GALAXY_KEY, GALAXY_TIMEOUT and GALAXY_ZOOKEEPER_CA override these values.\n"
             + yaml.safe_dump(config.to_dict(), sort_keys=False))
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -137,7 +149,7 @@ def _read_file(file: Path) -> dict[str, Any]:
     if unknown:
         raise InvalidInput(f"{file}: unknown key {unknown[0]!r}; known keys are {', '.join(KEYS)}",
                            field=unknown[0])
-    for name in ("cluster", "zookeeper", "key"):
+    for name in ("cluster", "zookeeper", "key", "zookeeper_ca"):
         if name in data and not isinstance(data[name], str):
             raise InvalidInput(f"{file}: expected a string", field=name)
     return data

@@ -12,7 +12,8 @@ Layout under ``base``::
     keys/<name>.key(.pub)  resman, appmaster, agent, admin;  keys/trusted/*.pub
     keys/zookeeper.auth    the daemons' ZooKeeper digest credential (0600; users never get it)
     keys/state.key         ResMan's and the AppMaster's key for secrets at rest (0600)
-    zk/                    ZooKeeper data and log
+    keys/zookeeper-ca.pem  the CA of ZooKeeper's TLS port (every client's `zookeeper_ca`; its key beside it, 0600)
+    zk/                    ZooKeeper data and log; zk-tls/ its certificate (TLS only, like the playbook's)
     <component>/           config.yaml, log, and for agents state/ and ssd/ (the host disk)
     admin.config           a `~/.galaxy/config`-style file for the admin key
 """
@@ -35,7 +36,8 @@ from typing import Any
 
 import yaml
 
-from galaxy.coord import Credential, StateKey
+from galaxy.coord import ClusterCA, Credential, StateKey
+from galaxy.coord._tls import CA_FILE, write_server_tls
 from galaxy.errors import GalaxyError
 from galaxy.mesh import Client, Keypair
 from galaxy.testing.netns import TestHost, TestNetwork, delete_namespaces, in_netns, wait_until
@@ -69,6 +71,9 @@ class ClusterState:
 
 
 class LocalCluster:
+    # ZooKeeper serves TLS only, as the playbook's does (a subclass running its own servers may not).
+    zookeeper_tls = True
+
     def __init__(self, base: str | os.PathLike[str], *, agents: int = 3, resman: int = 1, appmaster: int = 1,
                  cluster: str = "local", session_timeout: float = 4.0, detached: bool = False,
                  agent_labels: dict[int, list[str]] | None = None, agent_pools: dict[int, str] | None = None,
@@ -144,6 +149,15 @@ class LocalCluster:
             Credential.generate().save(self.zk_auth_path)
         if not self.state_key_path.exists():
             StateKey.generate().save(self.state_key_path)
+        if self.zookeeper_tls:
+            ca, _ = ClusterCA.ensure(keys, self.cluster)
+            write_server_tls(self.base / "zk-tls", ca, [self.control.address])
+
+    @property
+    def zk_ca(self) -> str | None:
+        """The CA certificate ZooKeeper's TLS port is checked with (every client's `zookeeper_ca`);
+        None where the cluster's ZooKeeper is plain (``zookeeper_tls`` False)."""
+        return str(self.base / "keys" / CA_FILE) if self.zookeeper_tls else None
 
     @property
     def state_key_path(self) -> Path:
@@ -171,7 +185,7 @@ class LocalCluster:
         data = self.base / "zk"
         data.mkdir(exist_ok=True)
         argv = [sys.executable, "-m", "galaxy.cli.main", "dev", "zk", "--port", str(ZK_PORT),
-                "--address", self.control.address, "--data_dir", str(data)]
+                "--address", self.control.address, "--data_dir", str(data), "--tls_dir", str(self.base / "zk-tls")]
         self._launch(Component("zookeeper", "zookeeper", self.control.name, argv, str(self.base / "zk.log")))
         from galaxy.testing.zk import four_letter_word
 
@@ -180,7 +194,8 @@ class LocalCluster:
                 raise GalaxyError(f"ZooKeeper exited at start: {self.log_tail('zookeeper', 1500)}")
             with in_netns(self.control.name):
                 try:
-                    return four_letter_word(self.control.address, ZK_PORT, "ruok", timeout=1.0) == "imok"
+                    return four_letter_word(self.control.address, ZK_PORT, "ruok", timeout=1.0,
+                                            ca=self.zk_ca) == "imok"
                 except OSError:
                     return False
         wait_until(ready, timeout=timeout, what="ZooKeeper to answer ruok")
@@ -194,6 +209,8 @@ class LocalCluster:
             "state_dir": str(home / "state"), "session_timeout": f"{self.session_timeout}s",
             "log_level": "info", "zookeeper_auth": str(self.zk_auth_path),
         }
+        if self.zk_ca:
+            config["zookeeper_ca"] = self.zk_ca
         if role != "agent":
             config["state_key"] = str(self.state_key_path)
         if role == "agent":
@@ -224,10 +241,14 @@ class LocalCluster:
         argv = [sys.executable, "-m", f"galaxy.{role}.main", "--config", str(config_path)]
         self._launch(Component(name, role, host.name, argv, str(home / "log")))
 
+    def client_config(self, key: str | os.PathLike[str], **extra: Any) -> dict[str, Any]:
+        """What a user's `~/.galaxy/config` says to reach this cluster with ``key``."""
+        ca = {"zookeeper_ca": self.zk_ca} if self.zk_ca else {}
+        return {"cluster": self.cluster, "zookeeper": self.state.zookeeper, **ca, "key": str(key), **extra}
+
     def write_admin_config(self, user: str = "admin") -> Path:
         path = self.base / f"{user}.config"
-        path.write_text(yaml.safe_dump({"cluster": self.cluster, "zookeeper": self.state.zookeeper,
-                                        "key": str(self.base / "keys" / f"{user}.key")}))
+        path.write_text(yaml.safe_dump(self.client_config(self.base / "keys" / f"{user}.key")))
         return path
 
     # -- observing -----------------------------------------------------------------------------
@@ -239,7 +260,7 @@ class LocalCluster:
 
         credential = None if anonymous else Credential.load(self.zk_auth_path)
         with in_netns(self.control.name):
-            client = connect(self.state.zookeeper, timeout=15.0, credential=credential)
+            client = connect(self.state.zookeeper, timeout=15.0, credential=credential, ca=self.zk_ca)
         try:
             yield client
         finally:

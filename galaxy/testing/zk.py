@@ -12,11 +12,14 @@ started the server, so start servers from a long-lived thread — the main threa
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import glob
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -25,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from galaxy.coord._tls import CA_FILE, NETTY_EXTRA_JARS, server_config_lines
 from galaxy.errors import GalaxyError, HostError, Timeout
 
 _JAVA_DIRS = ("/usr/share/java", "/usr/share/zookeeper", "/usr/share/zookeeper/lib", "/opt/zookeeper/lib")
@@ -41,9 +45,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0) -> str:
-    """Send a ZooKeeper four-letter command (``ruok``, ``srvr``, ``stat``, ``cons``) and return the answer."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+def four_letter_word(host: str, port: int, word: str, timeout: float = 2.0, ca: str | None = None,
+                     check_hostname: bool = True) -> str:
+    """Send a ZooKeeper four-letter command (``ruok``, ``srvr``, ``stat``, ``cons``) and return the answer;
+    over TLS, checking the server against the CA certificate ``ca``, when the port is a secure one
+    (``check_hostname=False``: any certificate that CA signed, for a harness asking its own server)."""
+    context = ssl.create_default_context(cafile=ca) if ca else None
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if context is not None:
+        context.check_hostname = check_hostname
+        # takes the descriptor over (closing the TLS socket closes it), or closes it on failure
+        sock = context.wrap_socket(sock, server_hostname=host)
+    with contextlib.closing(sock):
         sock.sendall(word.encode("ascii"))
         chunks: list[bytes] = []
         while True:
@@ -77,6 +90,8 @@ def find_classpath() -> str:
     if not jars:
         raise HostError(f"no ZooKeeper jar found in {', '.join(_JAVA_DIRS)} (install the `zookeeper` "
                         f"package or set {_CLASSPATH_ENV})")
+    # TLS (a secure client port) needs two netty jars the Debian jar's manifest leaves out.
+    jars.extend(j for j in NETTY_EXTRA_JARS if os.path.exists(j) and j not in jars)
     if not any("slf4j-simple" in os.path.basename(j) or "logback-classic" in j for j in jars):
         for directory in _JAVA_DIRS:
             binding = sorted(glob.glob(os.path.join(directory, "slf4j-simple*.jar")))
@@ -124,16 +139,22 @@ class ZooKeeperServer:
 
     ``tick_ms`` bounds session timeouts to [2, 20] ticks and sets how quickly an expired session is
     noticed, so tests use a short tick (500 ms) to make takeover fast.
+
+    ``tls_dir`` (holding ``zookeeper-ca.pem`` and ``zookeeper-server.pem``, see
+    ``galaxy.coord._tls.write_server_tls``) makes the port a TLS-only secure client port; clients
+    then connect with ``ca=server.ca``.
     """
 
     def __init__(self, *, tick_ms: int = 500, data_dir: str | os.PathLike[str] | None = None,
-                 port: int = 0, max_session_timeout_ms: int = 60_000, address: str = "127.0.0.1") -> None:
+                 port: int = 0, max_session_timeout_ms: int = 60_000, address: str = "127.0.0.1",
+                 tls_dir: str | os.PathLike[str] | None = None) -> None:
         if tick_ms <= 0:
             raise GalaxyError("tick_ms must be positive", field="tick_ms")
         self.tick_ms = tick_ms
         self.max_session_timeout_ms = max(max_session_timeout_ms, 20 * tick_ms)
         self._requested_port = port
         self.address = address
+        self.tls_dir = Path(tls_dir) if tls_dir is not None else None
         self._own_dir = data_dir is None
         self._base = Path(data_dir) if data_dir is not None else None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -148,6 +169,11 @@ class ZooKeeperServer:
         if not self.port:
             raise GalaxyError("ZooKeeper server is not started")
         return f"{self.address}:{self.port}"
+
+    @property
+    def ca(self) -> str | None:
+        """The CA certificate clients check this server with (None: plain TCP)."""
+        return str(self.tls_dir / CA_FILE) if self.tls_dir is not None else None
 
     @property
     def pid(self) -> int | None:
@@ -207,7 +233,7 @@ class ZooKeeperServer:
             return ""
 
     def four_letter_word(self, word: str) -> str:
-        return four_letter_word(self.address, self.port, word)
+        return four_letter_word(self.address, self.port, word, ca=self.ca)
 
     # ---- fault injection -------------------------------------------------------------------------
     def expire_session(self, client: Any, timeout: float = 10.0) -> None:
@@ -265,8 +291,9 @@ class ZooKeeperServer:
         config.write_text("\n".join([
             f"tickTime={self.tick_ms}",
             f"dataDir={data}",
-            f"clientPort={port}",
-            f"clientPortAddress={self.address}",
+            *([f"secureClientPort={port}", f"secureClientPortAddress={self.address}",
+               *server_config_lines(self.tls_dir)] if self.tls_dir is not None
+              else [f"clientPort={port}", f"clientPortAddress={self.address}"]),
             f"minSessionTimeout={2 * self.tick_ms}",
             f"maxSessionTimeout={self.max_session_timeout_ms}",
             "maxClientCnxns=0",
@@ -298,8 +325,9 @@ class ZooKeeperServer:
                 return False
             try:
                 # `ruok` answers before the server serves; `srvr` names the mode only once it does.
-                if (four_letter_word(self.address, port, "ruok", timeout=1.0) == "imok"
-                        and "Mode:" in four_letter_word(self.address, port, "srvr", timeout=1.0)):
+                ask = functools.partial(four_letter_word, self.address, port, timeout=1.0, ca=self.ca,
+                                        check_hostname=False)
+                if ask("ruok") == "imok" and "Mode:" in ask("srvr"):
                     return True
             except OSError:
                 pass

@@ -59,6 +59,9 @@ def role_variables(names: Sequence[str], addresses: Mapping[str, str], host: str
         "galaxy_address": addresses[host],
         "galaxy_node_address": addresses[host],
         "galaxy_zookeeper_port": CLIENT_PORT,
+        # The ensemble tests are about quorum; TLS is proven on the standalone path (tests/coord/test_tls.py,
+        # every LocalCluster, the playbook test), so these members serve the role's plain variant.
+        "galaxy_zookeeper_tls": False,
         "galaxy_etc_dir": "/etc/galaxy",
         "galaxy_state_dir": "/var/lib/galaxy",
         "ansible_managed": "rendered from the zookeeper role by galaxy.testing.zk_ensemble",
@@ -323,8 +326,10 @@ class EnsembleCluster(LocalCluster):
 
     Hosts: 1 the control plane, 2… the Agents, then one per ZooKeeper server. ``cluster.ensemble``
     is the :class:`ZooKeeperEnsemble`; ``zk_hosts`` (every daemon's, the admin's and ``zk()``'s
-    connect string) names all its servers.
+    connect string) names all its servers. Its servers are plain (see ``role_variables``).
     """
+
+    zookeeper_tls = False
 
     def __init__(self, base: str | os.PathLike[str], *, zookeepers: int = 3, zk_tick_ms: int = 500,
                  **kwargs: Any) -> None:

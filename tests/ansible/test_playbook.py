@@ -34,9 +34,11 @@ import yaml
 from galaxy.agent.containers import ContainerManager
 from galaxy.daemon.config import load_config
 from galaxy.errors import GalaxyError
+from galaxy.mesh import Keypair
 from galaxy.supervisor import Control
 from galaxy.supervisor._program import process_started, read_pidfile, terminate
 from galaxy.testing.netns import TestHost, TestNetwork, in_netns, require_netns
+from galaxy.testing.zk import four_letter_word
 from tests.integration.helpers import http_status
 
 T = TypeVar("T")
@@ -117,6 +119,7 @@ class Cluster:
         # What a user of the cluster is handed: its name, ZooKeeper, and the admin key the playbook makes.
         self.user_config.write_text(yaml.safe_dump({
             "cluster": self.cluster, "zookeeper": f"{self.control.address}:2181",
+            "zookeeper_ca": str(self.controller / "keys" / "zookeeper-ca.pem"),
             "key": str(self.controller / "keys" / "admin.key")}))
 
     @property
@@ -352,6 +355,12 @@ def test_playbook_builds_a_cluster_that_runs_a_job_through_an_upgrade(cluster: C
     assert keys == {"agent.key", "zookeeper.auth"}
     resman_keys = {p.name for p in (cluster.root(LAYOUT["resman"][0]) / "etc" / "galaxy" / "keys").iterdir()}
     assert {"resman.key", "zookeeper.auth", "state.key"} <= resman_keys
+    # ZooKeeper speaks TLS only, with the certificate the controller's CA made for its address.
+    ca = str(cluster.controller / "keys" / "zookeeper-ca.pem")
+    with in_netns(cluster.control.name):
+        assert four_letter_word(cluster.control.address, 2181, "ruok", ca=ca) == "imok"
+        with pytest.raises(OSError):
+            four_letter_word(cluster.control.address, 2181, "ruok", timeout=2)
 
     # 2. A user runs a service with the admin key: two replicas, one per Agent, each answering HTTP
     #    from another test host at the endpoint naming gives.
@@ -408,5 +417,29 @@ def test_playbook_builds_a_cluster_that_runs_a_job_through_an_upgrade(cluster: C
     assert after["endpoints"].keys() == endpoints.keys()
     assert {pod: e["ports"] for pod, e in after["endpoints"].items()} == {pod: e["ports"] for pod, e in endpoints.items()}
     assert _answering(cluster, after["endpoints"]) == set(endpoints)
+    found = _wait_probe(cluster, agents)
+    assert {h["id"]: h["containers"] for h in found["hosts"]} == dict.fromkeys(agents, 1)
+
+    # 6. Key rotation in one run: a new key for one Agent. Its old and new keys are both trusted while
+    #    the daemons roll; the Agent restarts with the new one and keeps its identity and containers;
+    #    when the run ends the old key is trusted nowhere.
+    rotated = f"agent-{names[3]}"
+    old_public = Keypair.load_public(cluster.controller / "keys" / f"{rotated}.key")
+    agent_pid = cluster.supervisor_state(3)["programs"]["agent"]["pid"]
+    cluster.play("-e", json.dumps({"galaxy_rotate_keys": [rotated]}))
+    new_public = Keypair.load_public(cluster.controller / "keys" / f"{rotated}.key")
+    assert new_public != old_public
+    assert Keypair.load(cluster.root(3) / "etc" / "galaxy" / "keys" / "agent.key").public == new_public
+    assert cluster.supervisor_state(3)["programs"]["agent"]["pid"] != agent_pid
+    for index in names:
+        trusted = {p.name: Keypair.load_public(p) for p in (cluster.root(index) / "etc" / "galaxy" / "trusted").iterdir()}
+        assert trusted[f"{rotated}.pub"] == new_public and old_public not in trusted.values(), (index, trusted)
+    assert not list((cluster.controller / "keys").glob("*.previous.key*"))
+    assert _service_pids(placement) == pids
+    after = _job_running(cluster)
+    assert {p["pod"]: agent_of[p["host"]] for p in after["job"]["pods"]} == placement
+    assert _answering(cluster, after["endpoints"]) == set(endpoints)
+    # The Agent answers with its new key: ResMan, which no longer trusts the old one, still counts its
+    # container (a host whose polls went unanswered would be shown lost after the threshold).
     found = _wait_probe(cluster, agents)
     assert {h["id"]: h["containers"] for h in found["hosts"]} == dict.fromkeys(agents, 1)

@@ -94,7 +94,7 @@ def write_with_fence_refused(cluster: FaultCluster, identity: str, fence: tuple[
     StateStore sends — is refused (NotLeader) and leaves nothing behind. True when refused."""
     paths = Paths(cluster.cluster)
     with in_netns(cluster.control.name):
-        zk = connect(cluster.zk_hosts, timeout=15.0, credential=Credential.load(cluster.zk_auth_path))
+        zk = connect(cluster.zk_hosts, timeout=15.0, credential=Credential.load(cluster.zk_auth_path), ca=cluster.zk_ca)
     try:
         old = Leadership(zk, identity, fence[0], fence[1])      # never started: holds only the fence
         store = StateStore(zk, paths, leadership=old)

@@ -118,6 +118,24 @@ def test_removing_the_holders_key_frees_its_identity_at_once(
     assert new.connected and server.stats["identity_refused"] == 0
 
 
+def test_a_rotated_key_of_the_same_principal_takes_the_identity_over_while_the_old_one_is_trusted(
+        server: Server, make_client: Callable[..., Client], keys: Keys) -> None:
+    """A key rotation rolled out by the playbook: old and new key both trusted under the host's name
+    while the roll lasts; the Agent restarted with the new key answers to its identity at once."""
+    old = serving(make_client, server, keys.agent, HOST, "old key")
+    successor = Keypair.generate()
+    keys.ring.add(successor.public, "agent-host7")          # the old key stays in the ring
+    new = serving(make_client, server, successor, HOST, "new key")
+    assert server.request(HOST, "whoami", timeout=2) == "new key"
+    assert server.peers()[HOST].key == successor.public and server.stats["identity_refused"] == 0
+    # Another principal's key is still refused, also now.
+    mallory = make_client(server, keypair=keys.mallory, identity=HOST)
+    with pytest.raises(IdentityRefused):
+        mallory.call("echo", "mine?")
+    assert new.connected
+    old.close()
+
+
 def test_the_same_key_dialling_again_takes_its_identity_over_at_once(
         server: Server, make_client: Callable[..., Client], keys: Keys) -> None:
     joined: list[PeerInfo] = []

@@ -87,7 +87,7 @@ def new_user(cluster: LocalCluster, name: str) -> None:
     key = cluster.base / "keys" / f"{name}-{uuid.uuid4().hex[:6]}.key"
     ok(cluster, "admin", "user", "create", name, "--key-out", str(key))
     (cluster.base / f"{name}.config").write_text(yaml.safe_dump(
-        {"cluster": cluster.cluster, "zookeeper": cluster.state.zookeeper, "key": str(key), "timeout": 10.0}))
+        cluster.client_config(key, timeout=10.0)))
 
 
 def write_job(cluster: LocalCluster, job: dict[str, Any]) -> str:

@@ -82,7 +82,7 @@ def as_json(cluster: LocalCluster, user: str, *args: str) -> Any:
 
 def config_for(cluster: LocalCluster, user: str, key: Path, timeout: float = 4.0) -> None:
     (cluster.base / f"{user}.config").write_text(yaml.safe_dump(
-        {"cluster": cluster.cluster, "zookeeper": cluster.state.zookeeper, "key": str(key), "timeout": timeout}))
+        cluster.client_config(key, timeout=timeout)))
 
 
 def new_user(cluster: LocalCluster, name: str, *extra: str) -> Path:

@@ -10,6 +10,9 @@
                                                            ZooKeeper credential FILE only)
     galaxy-health leaders --zookeeper Z --cluster C        print {"resman": id|null, "appmaster": id|null}
 
+Every check takes ``--ca FILE`` (before or after the check's name): ZooKeeper serves TLS only, and
+the server's certificate is checked against that CA, as the daemons do.
+
 Runs with the release's Python (it needs kazoo). `leaders` never fails: with no ZooKeeper yet (a
 first install) it prints nulls, so every replica counts as a standby.
 """
@@ -17,16 +20,24 @@ first install) it prints nulls, so every replica counts as a standby.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
+import ssl
 import sys
+
+CA = ""   # --ca: the CA certificate of ZooKeeper's TLS port ("" = plain TCP)
 
 
 def _srvr(address: str) -> str | None:
     """The server's answer to `srvr`, or None when nothing answers at ``address``."""
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=3) as sock:
+        context = ssl.create_default_context(cafile=CA) if CA else None
+        raw = socket.create_connection((host, int(port)), timeout=3)
+        # wrap_socket takes the descriptor over (closing the TLS socket closes it) or closes it on failure
+        sock = context.wrap_socket(raw, server_hostname=host) if context is not None else raw
+        with contextlib.closing(sock):
             sock.sendall(b"srvr")
             answer = b""
             while chunk := sock.recv(4096):
@@ -60,7 +71,8 @@ def _client(hosts: str, auth: str = ""):  # type: ignore[no-untyped-def]
     from kazoo.client import KazooClient
 
     auth_data = [("digest", Path(auth).read_text().strip())] if auth else None
-    client = KazooClient(hosts=hosts, timeout=5.0, auth_data=auth_data)
+    tls = {"use_ssl": True, "ca": CA, "verify_certs": True, "check_hostname": True} if CA else {}
+    client = KazooClient(hosts=hosts, timeout=5.0, auth_data=auth_data, **tls)
     client.start(timeout=10)
     return client
 
@@ -110,7 +122,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--role", default="")
     parser.add_argument("--id", default="")
     parser.add_argument("--auth", default="", help="the daemons' ZooKeeper credential file (user:password)")
+    parser.add_argument("--ca", default="", help="the CA certificate of ZooKeeper's TLS port")
     args = parser.parse_args(argv)
+    global CA
+    CA = args.ca
     if args.check == "zookeeper":
         return zookeeper(args.address, args.ensemble)
     if args.check == "election":
