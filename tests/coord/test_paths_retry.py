@@ -84,13 +84,13 @@ def test_each_server_of_an_ensemble_gets_a_share_of_the_session_timeout_to_conne
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A silent server (no reset) must not use up the session timeout before the others are tried
     (tests/coord/test_ensemble.py cuts one of three servers off and connects through the rest)."""
-    from galaxy.coord._client import BoundedConnectHandler, host_connect_timeout
+    from galaxy.coord._client import ZooKeeperHandler, host_connect_timeout
 
     assert host_connect_timeout("a:2181,b:2181,c:2181/chroot", 4.0) == pytest.approx(4.0 / 3)
     assert host_connect_timeout("a:2181", 4.0) == 4.0
     assert host_connect_timeout(",".join(f"h{i}:2181" for i in range(7)), 4.0) == 1.0
     assert host_connect_timeout("a:2181,b:2181", 0.5) == 0.5
-    handler = BoundedConnectHandler(1.5)
+    handler = ZooKeeperHandler(1.5)
     seen: dict[str, float] = {}
 
     def fake(*args: object, **kwargs: float) -> None:
