@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: bootstrap test test-fast test-slow test-faults test-cgroup2 bench lint demo demo-down clean
+.PHONY: bootstrap test test-fast test-slow test-faults test-cgroup2 test-systemd bench lint demo demo-down clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -28,6 +28,11 @@ test-faults: bootstrap
 ## (virtme-ng): this machine mounts v1, a fleet runs v2. Extra args: make test-cgroup2 SUITES=tests/disk
 test-cgroup2: bootstrap
 	bash scripts/test-cgroup2.sh $(SUITES)
+
+## systemd 252 as PID 1 (systemd-nspawn inside the cgroup v2 VM): the agent role's units start, restart
+## and stop, and an Agent restart leaves its containers running (tests/systemd, ~5 min; docs/deploy.md).
+test-systemd: bootstrap
+	bash scripts/test-systemd.sh
 
 bench: bootstrap
 	$(PY) -m bench

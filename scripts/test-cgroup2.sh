@@ -10,16 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-need_apt=()
-for pkg in qemu-system-x86 linux-image-amd64 busybox-static; do have "$pkg" || need_apt+=("$pkg"); done
-if ((${#need_apt[@]})); then
-  echo "test-cgroup2: installing Debian packages: ${need_apt[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
-[ -x .venv/bin/vng ] || .venv/bin/python -m pip install -q --disable-pip-version-check 'virtme-ng>=1.40,<2'
+. scripts/vm-tools.sh
+need_vm_tools test-cgroup2 busybox-static
 
 kernel=$(ls -1 /boot/vmlinuz-* | sort -V | tail -n 1)
 status=$(mktemp -d /tmp/galaxy-cgroup2-XXXXXX)
