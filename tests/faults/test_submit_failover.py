@@ -59,8 +59,7 @@ def settled(cluster: FaultCluster, job: str) -> str | None:
 def test_submit_in_flight_when_the_appmaster_leader_dies(cluster: FaultCluster) -> None:
     stats = Recovery("AppMaster leader SIGKILLed during a client's submit",
                      floor=f"session timeout {cluster.session_timeout:g} s")
-    config = ClientConfig(cluster=cluster.cluster, zookeeper=cluster.zk_hosts,
-                          key=str(cluster.base / "keys" / "admin.key"), netns=cluster.control.name)
+    config = ClientConfig(**cluster.client_config(cluster.base / "keys" / "admin.key", netns=cluster.control.name))
     worker = InNetns(cluster.control)
     sdk = worker.run(lambda: Client(config, deadline=60.0)).result(30)
     outcomes: list[str] = []
