@@ -21,7 +21,7 @@ start=$(date +%s)
 # --rwdir: the one host directory the guest writes, so its exit status reaches the host.
 PATH="$PWD/.venv/bin:$PATH" vng -r "$kernel" --disable-kvm --memory "${GALAXY_VM_MEMORY:-3G}" \
   --cpus "$(nproc)" --rwdir "$status" --overlay-rwdir "$PWD" --cwd "$PWD" \
-  --exec "bash scripts/cgroup2-guest.sh $status $*" </dev/null | cat   # a pipe: QEMU truncated a log file given as stdout
+  --exec "bash scripts/cgroup2-guest.sh $status $*" </dev/null 2>&1 | cat   # a pipe for both: QEMU truncated a log file given as its stdout or stderr
 rc=$(cat "$status/rc" 2>/dev/null || echo 99)
 echo "test-cgroup2: guest exit status $rc after $(( $(date +%s) - start )) s"
 exit "$rc"

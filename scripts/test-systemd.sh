@@ -23,7 +23,7 @@ start=$(date +%s)
 budget=${GALAXY_SYSTEMD_BUDGET:-480}
 PATH="$PWD/.venv/bin:$PATH" timeout --kill-after=20 $((budget + 120)) vng -r "$kernel" --disable-kvm \
   --memory "${GALAXY_VM_MEMORY:-3G}" --cpus "$(nproc)" --rwdir "$status" --overlay-rwdir "$PWD" --cwd "$PWD" \
-  --exec "GALAXY_SYSTEMD_BUDGET=$budget bash scripts/systemd-guest.sh $status" </dev/null | cat || true   # a pipe: see test-cgroup2.sh
+  --exec "GALAXY_SYSTEMD_BUDGET=$budget bash scripts/systemd-guest.sh $status" </dev/null 2>&1 | cat || true   # a pipe for both: see test-cgroup2.sh
 rc=$(cat "$status/rc" 2>/dev/null || echo 99)
 echo "test-systemd: exit status $rc after $(( $(date +%s) - start )) s"
 exit "$rc"
