@@ -182,7 +182,7 @@ class AgentDaemon:
     def run(self) -> None:
         self.manager.start()
         zk = connect(self.config.zookeeper, session_timeout=self.config.session_timeout,
-                     credential=self.config.zk_credential(), ca=self.config.zookeeper_ca or None)
+                     credential=self.config.zk_credential(), ca=self.config.zookeeper_ca)
         policy = self.policy = HostPolicy(zk, self.paths, self.config.id, self.config.agent.pool).start()
         watch = watch_leader(zk, self.paths, "resman", self._on_leader)
         master_watch = watch_leader(zk, self.paths, "appmaster", self._on_master)

@@ -35,7 +35,7 @@ def connect(hosts: str, *, timeout: float = 10.0, session_timeout: float = 10.0,
 
     ``ca`` (a PEM file: the cluster's ZooKeeper CA) speaks TLS to the servers' secure client port
     and accepts only a server whose certificate that CA signed for the address or name written in
-    ``hosts`` (``galaxy.coord._tls``); None = plain TCP.
+    ``hosts`` (``galaxy.coord._tls``); None or "" = plain TCP.
     """
     if not isinstance(hosts, str) or not hosts.strip():
         raise InvalidInput("expected a ZooKeeper connect string like 'host:2181[,host:2181][/chroot]'",

@@ -154,7 +154,6 @@ def write_server_tls(directory: str | os.PathLike[str], ca: ClusterCA, names: li
     return root
 
 
-
 def server_config_lines(tls_dir: str | os.PathLike[str]) -> list[str]:
     """The ``zoo.cfg`` lines that make ZooKeeper serve TLS with the PEMs of ``tls_dir`` (the
     playbook's template writes the same lines)."""

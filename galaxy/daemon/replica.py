@@ -85,7 +85,7 @@ class ReplicatedDaemon:
             log.warning("no zookeeper_auth in the config: ZooKeeper is used without a credential and "
                         "every znode this daemon creates is open to anyone who reaches ZooKeeper")
         self._zk = connect(self.config.zookeeper, session_timeout=self.config.session_timeout,
-                           credential=credential, ca=self.config.zookeeper_ca or None)
+                           credential=credential, ca=self.config.zookeeper_ca)
         try:
             # An older Galaxy left the tree open: close it before anything is read from or written to it.
             secure_tree(self._zk, self.paths)

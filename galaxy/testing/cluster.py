@@ -185,7 +185,8 @@ class LocalCluster:
         data = self.base / "zk"
         data.mkdir(exist_ok=True)
         argv = [sys.executable, "-m", "galaxy.cli.main", "dev", "zk", "--port", str(ZK_PORT),
-                "--address", self.control.address, "--data_dir", str(data), "--tls_dir", str(self.base / "zk-tls")]
+                "--address", self.control.address, "--data_dir", str(data),
+                *(["--tls_dir", str(self.base / "zk-tls")] if self.zookeeper_tls else [])]
         self._launch(Component("zookeeper", "zookeeper", self.control.name, argv, str(self.base / "zk.log")))
         from galaxy.testing.zk import four_letter_word
 
